@@ -1,0 +1,2 @@
+/* directory: placeholder until the module lands. */
+#include "directory.h"

@@ -1,0 +1,2 @@
+/* job: placeholder until the module lands. */
+#include "job.h"

@@ -1,0 +1,2 @@
+/* mapping: placeholder until the module lands. */
+#include "mapping.h"

@@ -1,0 +1,2 @@
+/* openai: placeholder until the module lands. */
+#include "openai.h"

@@ -1,0 +1,2 @@
+/* rules: placeholder until the module lands. */
+#include "rules.h"

@@ -1,0 +1,2 @@
+/* spool: placeholder until the module lands. */
+#include "spool.h"

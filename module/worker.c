@@ -1,0 +1,2 @@
+/* worker: placeholder until the module lands. */
+#include "worker.h"

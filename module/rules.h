@@ -17,4 +17,10 @@ int rules_dn_is_below(const char *dn, const char *base);
  * lock (000001010000Z), as opposed to a temporary lockout. */
 int rules_is_admin_lock(const char *value);
 
+/* DN in one canonical string form (types and values ASCII case-folded,
+ * spaces normalised, the AVAs of a multi-valued RDN sorted, specials
+ * escaped), so equal DNs compare equal with strcmp.  malloc'd; NULL when
+ * DN does not parse (or out of memory).  "" gives "". */
+char *rules_dn_normalize(const char *dn);
+
 #endif

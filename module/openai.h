@@ -82,7 +82,7 @@ const char *openai_status_name(enum openai_status s);
 /* Parsers, exposed for tests and fuzzing.  They never crash on any input. */
 int openai_parse_user(const char *body, size_t len, struct openai_user *out,
                       struct openai_result *res);
-/* A list page: users appended to *v/*n (realloc'd), *has_more, *last_id (owned). */
+/* A list page: users appended to (*v, *n) (realloc'd), *has_more, *last_id (owned). */
 int openai_parse_user_page(const char *body, size_t len, struct openai_user **v,
                            size_t *n, int *has_more, char **last_id,
                            struct openai_result *res);

@@ -37,4 +37,11 @@ char *job_to_json(const struct job *j);
 /* Parse a record; NULL with err on anything malformed (never crashes). */
 struct job *job_from_json(const char *buf, size_t len, char *err, size_t errlen);
 
+/* Event ids (== spool file names) are "<ns>-<pid>-<counter>", decimal.
+ * job_id_valid: 1 when ID has exactly that shape (so it is safe as a file
+ * name: no '/', no "..").  job_id_cmp orders ids by age (numerically). */
+int job_id_valid(const char *id);
+int job_id_parse(const char *id, uint64_t *ns, uint64_t *pid, uint64_t *counter);
+int job_id_cmp(const char *a, const char *b);
+
 #endif

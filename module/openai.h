@@ -70,7 +70,8 @@ int openai_list_users(struct openai_client *c, openai_user_cb cb, void *arg,
 typedef int (*openai_invite_cb)(const struct openai_invite *inv, void *arg);
 int openai_list_invites(struct openai_client *c, openai_invite_cb cb, void *arg,
                         struct openai_result *res);
-/* Deletes only pending invites: for another status, OPENAI_PERMANENT without a request. */
+/* Deletes only pending invites: for another status, OPENAI_PERMANENT without a
+ * request.  404 (the invite is gone already) gives OPENAI_NOT_FOUND. */
 int openai_delete_invite(struct openai_client *c, const struct openai_invite *inv,
                          struct openai_result *res);
 
@@ -93,5 +94,16 @@ int openai_parse_deleted(const char *body, size_t len, const char *object,
                          struct openai_result *res);
 /* Retry-After: delta seconds or HTTP-date; -1 when unparseable. */
 long openai_parse_retry_after(const char *value, long now);
+
+/* Checks, exposed for tests.  OPENAI_OK, or OPENAI_PERMANENT with a message
+ * when ID is empty, longer than 256 bytes, or holds '/', '?', '#', '%', '\\',
+ * white space or control characters. */
+int openai_id_check(const char *id, struct openai_result *res);
+/* 0, or -1 with err set: api_url must be https://, or http:// to loopback. */
+int openai_check_api_url(const char *url, char *err, size_t errlen);
+/* api_url + path [+ "/" + escaped id] [+ "?" name=escaped value & ...];
+ * params is name, value, ..., NULL (names are used as given).  Caller frees. */
+char *openai_url_new(const char *api_url, const char *path, const char *id,
+                     const char *const *params);
 
 #endif

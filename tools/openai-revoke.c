@@ -1,0 +1,1317 @@
+/* openai-revoke: the command line.  Each command loads the one configuration,
+ * sets up logging and drives the engine; only main() touches signals, and
+ * the exit status is 0 success, 1 failure, 2 usage or configuration error. */
+#include "or_build.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "directory.h"
+#include "job.h"
+#include "log.h"
+#include "mapping.h"
+#include "openai.h"
+#include "spool.h"
+#include "worker.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define PROG "openai-revoke"
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define ERRLEN 8192
+
+struct cli {
+	const char *config_path;
+	int verbose;
+	struct config *cfg;
+	char *key;          /* secret_free */
+};
+
+/* The key from OPENAI_ADMIN_KEY, copied and wiped from the environment at
+ * start-up so it is not inherited and not readable in /proc/PID/environ. */
+static char *env_key;
+
+/* main() owns signals; the handler only raises flags. */
+static volatile sig_atomic_t stop_requested;
+static struct worker *volatile run_worker;
+
+__attribute__((format(printf, 1, 2)))
+static void errmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Print a multi-line error text, one prefixed line each. */
+static void errlines(const char *text)
+{
+	const char *p = text, *nl;
+
+	while (p && *p) {
+		nl = strchr(p, '\n');
+		if (!nl) {
+			errmsg("%s", p);
+			break;
+		}
+		if (nl > p)
+			errmsg("%.*s", (int)(nl - p), p);
+		p = nl + 1;
+	}
+}
+
+/* Directory values end up on a terminal: no control byte gets through. */
+static void print_clean(FILE *fp, const char *s, size_t max)
+{
+	size_t n = 0;
+
+	if (!s) {
+		fputc('-', fp);
+		return;
+	}
+	for (; *s && n < max; s++, n++)
+		fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, fp);
+	if (*s)
+		fputs("...", fp);
+}
+
+/* ---- help ---------------------------------------------------------------- */
+
+static const char usage_main[] =
+	"Usage: " PROG " [-c FILE] [-v] COMMAND [ARGS...]\n"
+	"       " PROG " --version | --help\n"
+	"\n"
+	"Remove people from an OpenAI organization when their directory account is\n"
+	"disabled; this is the operator's tool for the same engine the slapd plugin runs.\n"
+	"\n"
+	"Commands:\n"
+	"  check                          configuration, admin key, spool, API and LDAP\n"
+	"  map [--json] USER...           how USER (uid, DN or address) resolves; changes nothing\n"
+	"  revoke [--now] [--dry-run] USER...\n"
+	"                                 queue (or with --now perform) a removal\n"
+	"  queue [list | show ID | retry ID | release [ID] | drop ID]\n"
+	"                                 look at and act on the spool\n"
+	"  run [--once]                   drain the spool in the foreground\n"
+	"\n"
+	"Options:\n"
+	"  -c, --config FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+	"  -v, --verbose       debug lines on standard error\n"
+	"  -h, --help          this text; COMMAND --help describes one command\n"
+	"  -V, --version       print the version\n"
+	"\n"
+	"Exit status: 0 success, 1 failure, 2 usage or configuration error.\n"
+	"The environment variable OPENAI_ADMIN_KEY, when set, replaces admin_key_file.\n"
+	"See openai-revoke(8) and openai-revoke.conf(5).\n";
+
+static const char usage_check[] =
+	"Usage: " PROG " [-c FILE] check\n"
+	"\n"
+	"Load and validate the configuration, read the admin key (or OPENAI_ADMIN_KEY),\n"
+	"load the map file, open the spool, make one list call to the API and bind to\n"
+	"the directory through ldap_uri.  Prints one line per item: \"ok   ITEM\" or\n"
+	"\"FAIL ITEM: why\".  Exit 0 when all pass, 2 when the configuration, key or map\n"
+	"file is wrong, 1 when something else failed.\n";
+
+static const char usage_map[] =
+	"Usage: " PROG " [-c FILE] map [--json] USER...\n"
+	"\n"
+	"Show how each USER resolves to an OpenAI user; changes nothing.  USER is an\n"
+	"address (has '@', looked up in the organization), a DN (has '=') or a login\n"
+	"name (login_attribute, default uid), both read from the directory.\n"
+	"\n"
+	"  --json   print a JSON array instead of lines\n"
+	"\n"
+	"Exit 0 when every USER was answered (\"not a member\" is an answer), 1 otherwise.\n";
+
+static const char usage_revoke[] =
+	"Usage: " PROG " [-c FILE] revoke [--now] [--dry-run] USER...\n"
+	"\n"
+	"Remove each USER from the organization.  USER is an address, a DN or a login\n"
+	"name, as for map.  A USER that matches no account or several is refused, and\n"
+	"then nothing is done for any USER.\n"
+	"\n"
+	"  --now       do it now in this process and print the outcome; without it the\n"
+	"              job is queued in the spool (the worker does it) and its event id\n"
+	"              is printed\n"
+	"  --dry-run   log what would be done, change nothing\n"
+	"\n"
+	"Exit 0 when every job was queued, or (--now) ended removed, already gone, not a\n"
+	"member or would remove; 1 otherwise.\n";
+
+static const char usage_queue[] =
+	"Usage: " PROG " [-c FILE] queue [list [--json] | show ID | retry ID | release [ID] | drop ID]\n"
+	"\n"
+	"  list        every job in the spool: state, id, age, attempts, next attempt,\n"
+	"              user, last error (--json: an array)\n"
+	"  show ID     the job's record, as JSON\n"
+	"  retry ID    move a deferred or failed job back to the queue, due now\n"
+	"  release [ID]\n"
+	"              release a job held by the circuit breaker (all of them without ID)\n"
+	"  drop ID     delete a job without doing it (logged as an operator decision)\n"
+	"\n"
+	"Exit 0 on success, 1 when the job is missing or in the wrong state.\n";
+
+static const char usage_run[] =
+	"Usage: " PROG " [-c FILE] run [--once]\n"
+	"\n"
+	"Drain the spool in the foreground until SIGTERM or SIGINT (the job in hand is\n"
+	"finished or returned to the queue first).  Only one worker drains a spool.\n"
+	"\n"
+	"  --once   stop when nothing is due now\n"
+	"\n"
+	"Exit 0 when stopped or done, 1 when a job failed or the spool is locked by\n"
+	"another worker.\n";
+
+/* ---- option parsing --------------------------------------------------- */
+
+enum { OPT_NOW = 256, OPT_DRY_RUN, OPT_JSON, OPT_ONCE };
+
+/* Per-command options, plus -c/-v accepted after the command too. */
+struct cmd_opts {
+	int now, dry_run, json, once;
+};
+
+static int parse_cmd_opts(struct cli *cli, const char *cmd, const char *usage,
+                          int argc, char **argv, const struct option *extra,
+                          struct cmd_opts *o)
+{
+	struct option longopts[16];
+	size_t n = 0;
+	int c;
+
+	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	longopts[n++] = (struct option){ "verbose", no_argument, NULL, 'v' };
+	for (; extra && extra->name && n < 15; extra++)
+		longopts[n++] = *extra;
+	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
+
+	memset(o, 0, sizeof(*o));
+	optind = 0;   /* glibc: 0 re-initialises getopt for a new vector */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hc:v", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(usage, stdout);
+			return 1;
+		case 'c':
+			cli->config_path = optarg;
+			break;
+		case 'v':
+			cli->verbose = 1;
+			break;
+		case OPT_NOW:
+			o->now = 1;
+			break;
+		case OPT_DRY_RUN:
+			o->dry_run = 1;
+			break;
+		case OPT_JSON:
+			o->json = 1;
+			break;
+		case OPT_ONCE:
+			o->once = 1;
+			break;
+		default:
+			if (optopt && optopt < 256)
+				errmsg("%s: unknown option or missing argument: -%c", cmd, optopt);
+			else
+				errmsg("%s: unknown option or missing argument: %s", cmd,
+				       argv[optind - 1]);
+			fprintf(stderr, "Try '" PROG " %s --help'.\n", cmd);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- shared set-up -------------------------------------------------------- */
+
+static int load_config(struct cli *cli)
+{
+	char err[ERRLEN];
+	enum log_mode mode;
+	int level;
+
+	err[0] = '\0';
+	if (config_load(cli->config_path, &cli->cfg, err, sizeof(err)) < 0) {
+		cli->cfg = NULL;
+		errlines(err[0] ? err : "cannot load the configuration");
+		return -1;
+	}
+	mode = (cli->verbose || isatty(STDERR_FILENO)) ? LOG_MODE_STDERR : LOG_MODE_DAEMON;
+	level = cli->verbose ? LOG_DEBUG : cli->cfg->log_level;
+	log_setup(mode, cli->cfg->syslog_ident, cli->cfg->syslog_facility, level,
+	          cli->cfg->log_file);
+	return 0;
+}
+
+static int load_key(struct cli *cli, char *err, size_t errlen)
+{
+	if (cli->key)
+		return 0;
+	if (env_key) {
+		cli->key = secret_dup(env_key);
+		if (!cli->key) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	return config_read_key(cli->cfg, &cli->key, err, errlen);
+}
+
+static const char *operator_name(void)
+{
+	static char name[64];
+	struct passwd *pw;
+	const char *sudo = getenv("SUDO_USER");
+
+	if (name[0])
+		return name;
+	pw = getpwuid(getuid());
+	if (sudo && *sudo)
+		snprintf(name, sizeof(name), "%s(sudo:%s)", pw ? pw->pw_name : "?", sudo);
+	else if (pw)
+		snprintf(name, sizeof(name), "%s", pw->pw_name);
+	else
+		snprintf(name, sizeof(name), "uid:%ld", (long)getuid());
+	return name;
+}
+
+static const char *job_who(const struct job *j)
+{
+	if (j->dn && *j->dn)
+		return j->dn;
+	if (j->uid && *j->uid)
+		return j->uid;
+	if (j->emails && j->emails[0])
+		return j->emails[0];
+	if (j->openai_user_id)
+		return j->openai_user_id;
+	return "-";
+}
+
+/* An address is what has one '@' with something on both sides and no '='
+ * (a DN may hold an '@' in a value). */
+static int user_is_address(const char *user)
+{
+	const char *at = strchr(user, '@');
+
+	return at && at != user && at[1] && !strchr(at + 1, '@') && !strchr(user, '=');
+}
+
+static int user_is_sane(const char *user, char *err, size_t errlen)
+{
+	const unsigned char *p;
+
+	if (!*user) {
+		snprintf(err, errlen, "empty user");
+		return 0;
+	}
+	if (strlen(user) > 1024) {
+		snprintf(err, errlen, "longer than 1024 bytes");
+		return 0;
+	}
+	for (p = (const unsigned char *)user; *p; p++)
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(err, errlen, "contains a control character");
+			return 0;
+		}
+	return 1;
+}
+
+/* Build the job for USER: an address directly, a uid or DN from the
+ * directory (connected on first need).  1 built, 0 refused, -1 error. */
+static int build_job(struct cli *cli, LDAP **ld, const char *user, struct job **out,
+                     int *disabled, char *err, size_t errlen)
+{
+	struct job *j;
+
+	*out = NULL;
+	*disabled = -1;
+	if (!user_is_sane(user, err, errlen))
+		return 0;
+	if (user_is_address(user)) {
+		if (strchr(user, ' ')) {
+			snprintf(err, errlen, "not an address");
+			return 0;
+		}
+		j = job_new("cli", "manual");
+		if (!j || job_add_email(j, user) < 0) {
+			if (j)
+				job_free(j);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		*out = j;
+		return 1;
+	}
+	if (!*ld && directory_connect(cli->cfg, ld, err, errlen) < 0)
+		return -1;
+	return directory_read_user(*ld, cli->cfg, user, "cli", out, disabled, err, errlen);
+}
+
+/* ---- check --------------------------------------------------------------- */
+
+struct check_state {
+	int worst;   /* exit status so far */
+};
+
+static void check_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void check_ok(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ok   ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+}
+
+static void check_fail(struct check_state *st, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void check_fail(struct check_state *st, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("FAIL ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	if (status > st->worst)
+		st->worst = status;
+}
+
+static int check_first_user(const struct openai_user *u, void *arg)
+{
+	(void)u;
+	(*(int *)arg)++;
+	return 1;
+}
+
+static int cmd_check(struct cli *cli, int argc, char **argv)
+{
+	struct check_state st = { EXIT_OK };
+	struct cmd_opts o;
+	char err[ERRLEN];
+	struct spool *sp = NULL;
+	struct openai_client *oc = NULL;
+	LDAP *ld = NULL;
+	int r;
+
+	r = parse_cmd_opts(cli, "check", usage_check, argc, argv, NULL, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	if (optind < argc) {
+		errmsg("check: unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (load_config(cli) < 0) {
+		printf("FAIL config %s\n", cli->config_path);
+		return EXIT_USAGE;
+	}
+	check_ok("config %s", cli->config_path);
+
+	err[0] = '\0';
+	if (load_key(cli, err, sizeof(err)) < 0)
+		check_fail(&st, EXIT_USAGE, "admin key: %s", err);
+	else if (env_key)
+		check_ok("admin key: from OPENAI_ADMIN_KEY");
+	else
+		check_ok("admin key: %s", cli->cfg->admin_key_file);
+
+	if (cli->cfg->map_file) {
+		struct mapfile *mf = NULL;
+
+		if (mapfile_load(cli->cfg->map_file, &mf, err, sizeof(err)) < 0) {
+			check_fail(&st, EXIT_USAGE, "map file %s", cli->cfg->map_file);
+			errlines(err);
+		} else {
+			check_ok("map file %s (%zu entries)", cli->cfg->map_file, mapfile_size(mf));
+			mapfile_free(mf);
+		}
+	}
+
+	if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0)
+		check_fail(&st, EXIT_FAIL, "spool %s: %s", cli->cfg->spool_dir, err);
+	else
+		check_ok("spool %s", cli->cfg->spool_dir);
+
+	if (!cli->key) {
+		check_fail(&st, EXIT_FAIL, "API %s: not tried without an admin key", cli->cfg->api_url);
+	} else if (openai_global_init() < 0 ||
+	           !(oc = openai_client_new(cli->cfg, cli->key, err, sizeof(err)))) {
+		check_fail(&st, EXIT_USAGE, "API %s: %s", cli->cfg->api_url, err);
+	} else {
+		struct openai_result res;
+		int seen = 0;
+
+		memset(&res, 0, sizeof(res));
+		if (openai_list_users(oc, check_first_user, &seen, &res) != OPENAI_OK)
+			check_fail(&st, EXIT_FAIL, "API %s: %s%s%s", cli->cfg->api_url,
+			           openai_status_name(res.status), res.message[0] ? ": " : "",
+			           res.message);
+		else
+			check_ok("API %s (users listed)", cli->cfg->api_url);
+	}
+
+	if (cli->cfg->ldap_uri && *cli->cfg->ldap_uri) {
+		const char *how = cli->cfg->ldap_sasl_mech ? cli->cfg->ldap_sasl_mech :
+		                  cli->cfg->ldap_binddn ? cli->cfg->ldap_binddn : "anonymous";
+
+		if (directory_connect(cli->cfg, &ld, err, sizeof(err)) < 0) {
+			check_fail(&st, EXIT_FAIL, "LDAP %s: %s", cli->cfg->ldap_uri, err);
+		} else {
+			LDAPMessage *res = NULL;
+			char *noattrs[] = { LDAP_NO_ATTRS, NULL };
+			struct timeval tv = { cli->cfg->ldap_timeout > 0 ? cli->cfg->ldap_timeout : 10, 0 };
+
+			check_ok("LDAP %s (bound: %s)", cli->cfg->ldap_uri, how);
+			r = ldap_search_ext_s(ld, cli->cfg->base, LDAP_SCOPE_BASE, "(objectClass=*)",
+			                      noattrs, 0, NULL, NULL, &tv, 1, &res);
+			if (r == LDAP_SUCCESS)
+				check_ok("LDAP base %s", cli->cfg->base);
+			else
+				check_fail(&st, EXIT_FAIL, "LDAP base %s: %s", cli->cfg->base,
+				           ldap_err2string(r));
+			if (res)
+				ldap_msgfree(res);
+		}
+	}
+
+	if (ld)
+		directory_close(ld);
+	if (oc)
+		openai_client_free(oc);
+	if (sp)
+		spool_close(sp);
+	return st.worst;
+}
+
+/* ---- map ----------------------------------------------------------------- */
+
+static const char *protected_by(const struct config *cfg, const struct openai_user *u)
+{
+	if (u->role && config_list_contains(cfg->protect_roles, u->role))
+		return "protect_roles";
+	if ((u->id && config_list_contains(cfg->protect_users, u->id)) ||
+	    (u->email && config_list_contains(cfg->protect_users, u->email)))
+		return "protect_users";
+	return NULL;
+}
+
+static void json_set_str(json_t *o, const char *k, const char *v)
+{
+	json_object_set_new(o, k, v ? json_string(v) : json_null());
+}
+
+static int cmd_map(struct cli *cli, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "json", no_argument, NULL, OPT_JSON }, { NULL, 0, NULL, 0 }
+	};
+	struct cmd_opts o;
+	char err[ERRLEN];
+	struct openai_client *oc = NULL;
+	struct mapping *mp = NULL;
+	LDAP *ld = NULL;
+	json_t *arr = NULL;
+	int r, i, status = EXIT_OK;
+
+	r = parse_cmd_opts(cli, "map", usage_map, argc, argv, extra, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	if (optind >= argc) {
+		errmsg("map: no USER given");
+		fputs("Try '" PROG " map --help'.\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (load_config(cli) < 0)
+		return EXIT_USAGE;
+	if (load_key(cli, err, sizeof(err)) < 0) {
+		errmsg("admin key: %s", err);
+		return EXIT_USAGE;
+	}
+	if (openai_global_init() < 0 ||
+	    !(oc = openai_client_new(cli->cfg, cli->key, err, sizeof(err)))) {
+		errmsg("API: %s", err);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (!(mp = mapping_new(cli->cfg, err, sizeof(err)))) {
+		errlines(err);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (o.json && !(arr = json_array())) {
+		errmsg("out of memory");
+		status = EXIT_FAIL;
+		goto out;
+	}
+
+	for (i = optind; i < argc; i++) {
+		const char *user = argv[i];
+		struct job *j = NULL;
+		struct mapping_result mr;
+		struct openai_result res;
+		json_t *jo = NULL;
+		int disabled = -1;
+		const char *prot = NULL;
+
+		memset(&mr, 0, sizeof(mr));
+		memset(&res, 0, sizeof(res));
+		err[0] = '\0';
+		if (o.json) {
+			jo = json_object();
+			json_set_str(jo, "user", user);
+			json_array_append_new(arr, jo);
+		}
+		r = build_job(cli, &ld, user, &j, &disabled, err, sizeof(err));
+		if (r <= 0) {
+			if (jo) {
+				json_set_str(jo, "result", r == 0 ? "no_account" : "error");
+				json_set_str(jo, "error", err);
+			} else {
+				errmsg("%s: %s", user, err);
+			}
+			status = EXIT_FAIL;
+			continue;
+		}
+		mapping_resolve(mp, oc, j, &mr, &res);
+		if (mr.kind == MAPPING_FOUND)
+			prot = protected_by(cli->cfg, &mr.user);
+		if (jo) {
+			json_set_str(jo, "dn", j->dn);
+			if (disabled >= 0)
+				json_object_set_new(jo, "disabled", json_boolean(disabled));
+			switch (mr.kind) {
+			case MAPPING_FOUND:
+				json_set_str(jo, "result", "member");
+				json_set_str(jo, "openai_user", mr.user.id);
+				json_set_str(jo, "email", mr.user.email);
+				json_set_str(jo, "role", mr.user.role);
+				json_set_str(jo, "via", mr.via);
+				json_set_str(jo, "protected", prot);
+				break;
+			case MAPPING_NOT_MEMBER:
+				json_set_str(jo, "result", "not_member");
+				break;
+			case MAPPING_EXEMPT:
+				json_set_str(jo, "result", "exempt");
+				json_set_str(jo, "via", mr.via ? mr.via : "map_file");
+				break;
+			default:
+				json_set_str(jo, "result", "error");
+				json_set_str(jo, "error", res.message);
+				json_set_str(jo, "class", openai_status_name(res.status));
+				status = EXIT_FAIL;
+				break;
+			}
+		} else {
+			switch (mr.kind) {
+			case MAPPING_FOUND:
+				print_clean(stdout, user, 1024);
+				printf(" -> %s (", mr.user.id ? mr.user.id : "?");
+				print_clean(stdout, mr.user.email, 256);
+				printf(", %s) via %s", mr.user.role ? mr.user.role : "?",
+				       mr.via ? mr.via : "?");
+				if (prot)
+					printf("; protected by %s", prot);
+				break;
+			case MAPPING_NOT_MEMBER:
+				print_clean(stdout, user, 1024);
+				fputs(" -> not a member", stdout);
+				break;
+			case MAPPING_EXEMPT:
+				print_clean(stdout, user, 1024);
+				printf(" -> exempt (via %s)", mr.via ? mr.via : "map_file");
+				break;
+			default:
+				errmsg("%s: %s: %s", user, openai_status_name(res.status), res.message);
+				status = EXIT_FAIL;
+				break;
+			}
+			if (mr.kind != MAPPING_ERROR) {
+				if (disabled == 1)
+					fputs(" [account disabled]", stdout);
+				fputc('\n', stdout);
+			}
+		}
+		mapping_result_clear(&mr);
+		job_free(j);
+	}
+	if (arr) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	}
+out:
+	if (arr)
+		json_decref(arr);
+	if (ld)
+		directory_close(ld);
+	if (mp)
+		mapping_free(mp);
+	if (oc)
+		openai_client_free(oc);
+	return status;
+}
+
+/* ---- revoke -------------------------------------------------------------- */
+
+static void log_operator(int prio, const char *action, const struct job *j, const char *extra)
+{
+	struct logline l;
+
+	logline_init(&l);
+	logline_add(&l, "event", j->id[0] ? j->id : "-");
+	logline_add(&l, "action", action);
+	logline_add(&l, "operator", operator_name());
+	if (j->dn)
+		logline_add(&l, "dn", j->dn);
+	if (j->uid)
+		logline_add(&l, "uid", j->uid);
+	if (j->emails && j->emails[0])
+		logline_add(&l, "email", j->emails[0]);
+	if (j->openai_user_id)
+		logline_add(&l, "openai_user", j->openai_user_id);
+	if (j->dry_run)
+		logline_add(&l, "dry_run", "yes");
+	if (extra)
+		logline_add(&l, "state", extra);
+	log_line(prio, &l);
+}
+
+static int outcome_is_success(const char *outcome)
+{
+	static const char *const good[] = {
+		"removed", "already_gone", "not_member", "would_remove", NULL
+	};
+	int i;
+
+	for (i = 0; outcome && good[i]; i++)
+		if (strcmp(outcome, good[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int cmd_revoke(struct cli *cli, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "now", no_argument, NULL, OPT_NOW },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cmd_opts o;
+	char err[ERRLEN];
+	struct job **jobs = NULL;
+	struct spool *sp = NULL;
+	struct worker *w = NULL;
+	LDAP *ld = NULL;
+	int r, i, n, status = EXIT_OK;
+
+	r = parse_cmd_opts(cli, "revoke", usage_revoke, argc, argv, extra, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	if (optind >= argc) {
+		errmsg("revoke: no USER given");
+		fputs("Try '" PROG " revoke --help'.\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (load_config(cli) < 0)
+		return EXIT_USAGE;
+	n = argc - optind;
+	jobs = calloc((size_t)n, sizeof(*jobs));
+	if (!jobs) {
+		errmsg("out of memory");
+		return EXIT_FAIL;
+	}
+
+	/* Every USER is resolved before anything happens: one refusal means
+	 * nothing is done, so a typo in a list never half-runs. */
+	for (i = 0; i < n; i++) {
+		int disabled = -1;
+
+		err[0] = '\0';
+		r = build_job(cli, &ld, argv[optind + i], &jobs[i], &disabled, err, sizeof(err));
+		if (r <= 0) {
+			errmsg("%s: %s", argv[optind + i], err);
+			status = EXIT_FAIL;
+			continue;
+		}
+		jobs[i]->dry_run = o.dry_run;
+		if (disabled == 0)
+			errmsg("note: %s is not disabled in the directory", jobs[i]->dn);
+	}
+	if (status != EXIT_OK) {
+		errmsg("revoke: nothing done");
+		goto out;
+	}
+
+	if (!o.now) {
+		if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0) {
+			errmsg("spool %s: %s", cli->cfg->spool_dir, err);
+			status = EXIT_FAIL;
+			goto out;
+		}
+		for (i = 0; i < n; i++) {
+			if (spool_enqueue(sp, jobs[i], err, sizeof(err)) < 0) {
+				errmsg("%s: cannot queue: %s", argv[optind + i], err);
+				status = EXIT_FAIL;
+				continue;
+			}
+			log_operator(LOG_NOTICE, "queued", jobs[i], NULL);
+			print_clean(stdout, argv[optind + i], 1024);
+			printf(": queued event=%s\n", jobs[i]->id);
+		}
+		goto out;
+	}
+
+	if (load_key(cli, err, sizeof(err)) < 0) {
+		errmsg("admin key: %s", err);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (openai_global_init() < 0 ||
+	    worker_new(cli->cfg, cli->key, &w, err, sizeof(err)) < 0) {
+		errlines(err);
+		status = EXIT_USAGE;
+		w = NULL;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const char *outcome = NULL;
+
+		r = worker_process_now(w, jobs[i], &outcome);
+		print_clean(stdout, argv[optind + i], 1024);
+		printf(": %s event=%s\n", outcome ? outcome : "error",
+		       jobs[i]->id[0] ? jobs[i]->id : "-");
+		if (r != 0 || !outcome_is_success(outcome)) {
+			if (jobs[i]->last_error)
+				errmsg("%s: %s", argv[optind + i], jobs[i]->last_error);
+			status = EXIT_FAIL;
+		}
+	}
+out:
+	if (w)
+		worker_free(w);
+	if (sp)
+		spool_close(sp);
+	if (ld)
+		directory_close(ld);
+	for (i = 0; jobs && i < n; i++)
+		if (jobs[i])
+			job_free(jobs[i]);
+	free(jobs);
+	return status;
+}
+
+/* ---- queue --------------------------------------------------------------- */
+
+static void fmt_age(char *buf, size_t len, int64_t secs)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 120)
+		snprintf(buf, len, "%" PRId64 "s", secs);
+	else if (secs < 7200)
+		snprintf(buf, len, "%" PRId64 "m", secs / 60);
+	else if (secs < 172800)
+		snprintf(buf, len, "%" PRId64 "h", secs / 3600);
+	else
+		snprintf(buf, len, "%" PRId64 "d", secs / 86400);
+}
+
+static json_t *job_json(enum spool_state st, const struct job *j)
+{
+	char *s = job_to_json(j);
+	json_t *o = NULL;
+
+	if (s) {
+		o = json_loads(s, 0, NULL);
+		free(s);
+	}
+	if (!o)
+		o = json_object();
+	if (o) {
+		json_object_set_new(o, "state", json_string(spool_state_name(st)));
+		json_object_set_new(o, "id", json_string(j->id));
+	}
+	return o;
+}
+
+struct list_ctx {
+	json_t *arr;
+	int count;
+	time_t now;
+};
+
+static int queue_list_cb(enum spool_state st, const struct job *j, void *arg)
+{
+	struct list_ctx *c = arg;
+	char age[32], next[32];
+
+	c->count++;
+	if (c->arr) {
+		json_t *o = job_json(st, j);
+		if (o)
+			json_array_append_new(c->arr, o);
+		return 0;
+	}
+	fmt_age(age, sizeof(age), (int64_t)c->now - j->created / 1000000000);
+	if (j->next_attempt > c->now) {
+		char t[24];
+		fmt_age(t, sizeof(t), j->next_attempt - (int64_t)c->now);
+		snprintf(next, sizeof(next), "in %s", t);
+	} else if (st == SPOOL_QUEUE || st == SPOOL_DEFERRED) {
+		snprintf(next, sizeof(next), "now");
+	} else {
+		snprintf(next, sizeof(next), "-");
+	}
+	printf("%-8s %-32s %5s %8d %-9s ", spool_state_name(st), j->id, age, j->attempts, next);
+	print_clean(stdout, job_who(j), 60);
+	fputc(' ', stdout);
+	print_clean(stdout, j->last_error ? j->last_error : "-", 60);
+	fputc('\n', stdout);
+	return 0;
+}
+
+/* IDs become file names in the spool: nothing but what the spool makes. */
+static int id_is_valid(const char *id)
+{
+	const char *p;
+
+	if (!*id || strlen(id) >= JOB_ID_MAX)
+		return 0;
+	for (p = id; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
+			return 0;
+	return 1;
+}
+
+struct held_ctx {
+	char **ids;
+	size_t n, cap;
+	int oom;
+};
+
+static int queue_held_cb(enum spool_state st, const struct job *j, void *arg)
+{
+	struct held_ctx *c = arg;
+
+	if (st != SPOOL_HELD)
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 16;
+		char **v = realloc(c->ids, cap * sizeof(*v));
+		if (!v) {
+			c->oom = 1;
+			return 1;
+		}
+		c->ids = v;
+		c->cap = cap;
+	}
+	if (!(c->ids[c->n] = strdup(j->id))) {
+		c->oom = 1;
+		return 1;
+	}
+	c->n++;
+	return 0;
+}
+
+/* Move ID, which must be in one of the states of MASK, to TO. */
+static int queue_move(struct spool *sp, const char *id, unsigned mask, enum spool_state to,
+                      const char *action, const char *verb)
+{
+	enum spool_state st;
+	struct job *j = NULL;
+	int r, status = EXIT_FAIL;
+
+	r = spool_find(sp, id, &st, &j);
+	if (r < 0) {
+		errmsg("%s: cannot read the spool", id);
+		return EXIT_FAIL;
+	}
+	if (r == 0) {
+		errmsg("%s: no such job", id);
+		return EXIT_FAIL;
+	}
+	if (!(mask & (1u << st))) {
+		errmsg("%s: job is %s, cannot %s it", id, spool_state_name(st), action);
+		goto out;
+	}
+	r = spool_move_id(sp, id, to);
+	if (r <= 0) {
+		errmsg("%s: %s", id, r == 0 ? "no such job (gone meanwhile)" : "cannot move the job");
+		goto out;
+	}
+	log_operator(LOG_NOTICE, action, j, spool_state_name(st));
+	printf("%s %s\n", verb, id);
+	status = EXIT_OK;
+out:
+	if (j)
+		job_free(j);
+	return status;
+}
+
+static int cmd_queue(struct cli *cli, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "json", no_argument, NULL, OPT_JSON }, { NULL, 0, NULL, 0 }
+	};
+	struct cmd_opts o;
+	char err[ERRLEN];
+	struct spool *sp = NULL;
+	const char *sub = "list", *id = NULL;
+	int r, nargs, status = EXIT_OK;
+
+	/* GNU getopt permutes, so "queue list --json" and "queue --json list" both work. */
+	r = parse_cmd_opts(cli, "queue", usage_queue, argc, argv, extra, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	nargs = argc - optind;
+	if (nargs >= 1)
+		sub = argv[optind];
+	if (nargs >= 2)
+		id = argv[optind + 1];
+	if (nargs > 2) {
+		errmsg("queue: too many arguments");
+		return EXIT_USAGE;
+	}
+	if (strcmp(sub, "list") == 0 || strcmp(sub, "release") == 0) {
+		/* ID optional (release) or absent (list) */
+		if (id && strcmp(sub, "list") == 0) {
+			errmsg("queue list: unexpected argument '%s'", id);
+			return EXIT_USAGE;
+		}
+	} else if (strcmp(sub, "show") == 0 || strcmp(sub, "retry") == 0 ||
+	           strcmp(sub, "drop") == 0) {
+		if (!id) {
+			errmsg("queue %s: ID missing", sub);
+			fputs("Try '" PROG " queue --help'.\n", stderr);
+			return EXIT_USAGE;
+		}
+	} else {
+		errmsg("queue: unknown subcommand '%s'", sub);
+		fputs("Try '" PROG " queue --help'.\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (id && !id_is_valid(id)) {
+		errmsg("queue %s: '%s' is not a job id", sub, id);
+		return EXIT_USAGE;
+	}
+	if (load_config(cli) < 0)
+		return EXIT_USAGE;
+	if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0) {
+		errmsg("spool %s: %s", cli->cfg->spool_dir, err);
+		return EXIT_FAIL;
+	}
+
+	if (strcmp(sub, "list") == 0) {
+		struct list_ctx c = { NULL, 0, time(NULL) };
+
+		if (o.json && !(c.arr = json_array())) {
+			status = EXIT_FAIL;
+			goto out;
+		}
+		if (!o.json)
+			printf("%-8s %-32s %5s %8s %-9s %s %s\n", "STATE", "ID", "AGE", "ATTEMPTS",
+			       "NEXT", "USER", "LAST_ERROR");
+		if (spool_list(sp, -1, queue_list_cb, &c) < 0) {
+			errmsg("cannot list the spool %s", cli->cfg->spool_dir);
+			status = EXIT_FAIL;
+		}
+		if (c.arr) {
+			json_dumpf(c.arr, stdout, JSON_INDENT(2));
+			fputc('\n', stdout);
+			json_decref(c.arr);
+		}
+	} else if (strcmp(sub, "show") == 0) {
+		enum spool_state st;
+		struct job *j = NULL;
+		json_t *jo;
+
+		r = spool_find(sp, id, &st, &j);
+		if (r <= 0) {
+			errmsg("%s: %s", id, r == 0 ? "no such job" : "cannot read the spool");
+			status = EXIT_FAIL;
+			goto out;
+		}
+		jo = job_json(st, j);
+		if (jo) {
+			json_dumpf(jo, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+			fputc('\n', stdout);
+			json_decref(jo);
+		} else {
+			status = EXIT_FAIL;
+		}
+		job_free(j);
+	} else if (strcmp(sub, "retry") == 0) {
+		status = queue_move(sp, id, (1u << SPOOL_DEFERRED) | (1u << SPOOL_FAILED),
+		                    SPOOL_QUEUE, "retry", "queued");
+	} else if (strcmp(sub, "release") == 0 && id) {
+		status = queue_move(sp, id, 1u << SPOOL_HELD, SPOOL_QUEUE, "release", "released");
+	} else if (strcmp(sub, "release") == 0) {
+		struct held_ctx c = { NULL, 0, 0, 0 };
+		size_t k;
+
+		if (spool_list(sp, SPOOL_HELD, queue_held_cb, &c) < 0 || c.oom) {
+			errmsg("cannot list the held jobs");
+			status = EXIT_FAIL;
+		}
+		for (k = 0; k < c.n; k++) {
+			if (status == EXIT_OK &&
+			    queue_move(sp, c.ids[k], 1u << SPOOL_HELD, SPOOL_QUEUE, "release",
+			               "released") != EXIT_OK)
+				status = EXIT_FAIL;
+			free(c.ids[k]);
+		}
+		free(c.ids);
+		if (c.n == 0 && status == EXIT_OK)
+			printf("no held jobs\n");
+	} else { /* drop */
+		enum spool_state st;
+		struct job *j = NULL;
+
+		r = spool_find(sp, id, &st, &j);
+		if (r <= 0) {
+			errmsg("%s: %s", id, r == 0 ? "no such job" : "cannot read the spool");
+			status = EXIT_FAIL;
+			goto out;
+		}
+		if (st == SPOOL_ACTIVE) {
+			errmsg("%s: the worker is processing this job; try again when it is not active",
+			       id);
+			status = EXIT_FAIL;
+		} else if ((r = spool_drop_id(sp, id)) <= 0) {
+			errmsg("%s: %s", id, r == 0 ? "no such job (gone meanwhile)" :
+			       "cannot remove the job");
+			status = EXIT_FAIL;
+		} else {
+			log_operator(LOG_NOTICE, "dropped", j, spool_state_name(st));
+			printf("dropped %s\n", id);
+		}
+		job_free(j);
+	}
+out:
+	spool_close(sp);
+	return status;
+}
+
+/* ---- run ----------------------------------------------------------------- */
+
+static void on_stop_signal(int sig)
+{
+	struct worker *w = run_worker;
+
+	(void)sig;
+	stop_requested = 1;
+	if (w)
+		worker_request_stop(w);
+}
+
+static int cmd_run(struct cli *cli, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "once", no_argument, NULL, OPT_ONCE }, { NULL, 0, NULL, 0 }
+	};
+	struct cmd_opts o;
+	char err[ERRLEN];
+	struct worker *w = NULL;
+	int r;
+
+	r = parse_cmd_opts(cli, "run", usage_run, argc, argv, extra, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	if (optind < argc) {
+		errmsg("run: unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (load_config(cli) < 0)
+		return EXIT_USAGE;
+	if (load_key(cli, err, sizeof(err)) < 0) {
+		errmsg("admin key: %s", err);
+		return EXIT_USAGE;
+	}
+	if (openai_global_init() < 0 || worker_new(cli->cfg, cli->key, &w, err, sizeof(err)) < 0) {
+		errlines(err);
+		return EXIT_USAGE;
+	}
+	run_worker = w;
+	if (stop_requested)
+		worker_request_stop(w);
+	r = worker_run(w, o.once);
+	run_worker = NULL;
+	worker_free(w);
+	if (r < 0) {
+		errmsg("run: the spool %s is locked by another worker, or cannot be drained",
+		       cli->cfg->spool_dir);
+		return EXIT_FAIL;
+	}
+	return r == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+/* Take OPENAI_ADMIN_KEY out of the environment: copied into wiped memory,
+ * the original bytes overwritten (they are what /proc/PID/environ shows),
+ * the variable removed so no child could inherit it. */
+static void take_env_key(void)
+{
+	char *v = getenv("OPENAI_ADMIN_KEY");
+	char *start, *end;
+	size_t n;
+
+	if (!v)
+		return;
+	start = v;
+	while (*start == ' ' || *start == '\t' || *start == '\n' || *start == '\r')
+		start++;
+	end = start + strlen(start);
+	while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
+	                       end[-1] == '\r'))
+		end--;
+	n = (size_t)(end - start);
+	if (n > 0) {
+		char save = *end;
+		*end = '\0';
+		env_key = secret_dup(start);
+		*end = save;
+	}
+	{
+		volatile char *p = v;
+		while (*p)
+			*p++ = 'x';
+	}
+	unsetenv("OPENAI_ADMIN_KEY");
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+		return -1;
+	sa.sa_handler = SIG_IGN;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cli cli;
+	const char *cmd;
+	int c, status;
+
+	memset(&cli, 0, sizeof(cli));
+	cli.config_path = CONFIG_DEFAULT_PATH;
+	take_env_key();
+	if (install_signals() < 0) {
+		errmsg("cannot install signal handlers: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+c:vhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			cli.config_path = optarg;
+			break;
+		case 'v':
+			cli.verbose = 1;
+			break;
+		case 'h':
+			fputs(usage_main, stdout);
+			status = EXIT_OK;
+			goto out;
+		case 'V':
+			printf(PROG " %s\n", PACKAGE_VERSION);
+			status = EXIT_OK;
+			goto out;
+		default:
+			if (optopt && optopt < 256)
+				errmsg("unknown option or missing argument: -%c", optopt);
+			else
+				errmsg("unknown option or missing argument: %s", argv[optind - 1]);
+			fputs("Try '" PROG " --help'.\n", stderr);
+			status = EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (optind >= argc) {
+		errmsg("no command given");
+		fputs("Try '" PROG " --help'.\n", stderr);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	if (strcmp(cmd, "check") == 0)
+		status = cmd_check(&cli, argc, argv);
+	else if (strcmp(cmd, "map") == 0)
+		status = cmd_map(&cli, argc, argv);
+	else if (strcmp(cmd, "revoke") == 0)
+		status = cmd_revoke(&cli, argc, argv);
+	else if (strcmp(cmd, "queue") == 0)
+		status = cmd_queue(&cli, argc, argv);
+	else if (strcmp(cmd, "run") == 0)
+		status = cmd_run(&cli, argc, argv);
+	else if (strcmp(cmd, "help") == 0) {
+		fputs(usage_main, stdout);
+		status = EXIT_OK;
+	} else {
+		errmsg("unknown command '%s'", cmd);
+		fputs("Try '" PROG " --help'.\n", stderr);
+		status = EXIT_USAGE;
+	}
+out:
+	if (cli.key)
+		secret_free(cli.key);
+	if (env_key)
+		secret_free(env_key);
+	if (cli.cfg) {
+		config_free(cli.cfg);
+		log_teardown();
+	}
+	if (fflush(stdout) != 0 && status == EXIT_OK) {
+		errmsg("write error: %s", strerror(errno));
+		status = EXIT_FAIL;
+	}
+	return status;
+}

@@ -496,7 +496,10 @@ int directory_read_user(LDAP *ld, const struct config *cfg, const char *user,
 	}
 	n = ldap_count_entries(ld, res);
 	if (n == 0) {
-		snprintf(err, errlen, "no account matching %s", user_filter);
+		if (filter)
+			snprintf(err, errlen, "no account with %s=%s below %s", login, user, cfg->base);
+		else
+			snprintf(err, errlen, "entry does not match user_filter %s", user_filter);
 		ret = 0;
 		goto out;
 	}

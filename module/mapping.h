@@ -37,6 +37,11 @@ struct mapping_result {
 	enum mapping_kind kind;
 	struct openai_user user;  /* owned; clear with mapping_result_clear */
 	const char *via;          /* "map_file", "attribute", "email", "id" */
+	/* A person's addresses may match several members (one per address,
+	 * or one address shared by two): user is the first, these the rest,
+	 * distinct by id.  Owned; cleared by mapping_result_clear. */
+	struct openai_user *more;
+	size_t nmore;
 };
 
 /* Resolve J.  For an ID (from any source) one GET /organization/users/{id}

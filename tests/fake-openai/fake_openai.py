@@ -20,6 +20,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 API_PREFIX = "/v1/organization/"
 MAX_RECORDS = 1000000  # a runaway client must not eat the machine
+CONTROL_POST = ("/_fake/reset", "/_fake/users", "/_fake/invites", "/_fake/generate",
+                "/_fake/requests/clear", "/_fake/faults", "/_fake/faults/clear",
+                "/_fake/config")
 FAULT_ACTIONS = ("status", "delay", "drop", "malformed", "oversized",
                  "wrong_types", "truncated")
 
@@ -240,22 +243,22 @@ class State:
                 raise ValueError("a fault is an object")
             if f.get("action") not in FAULT_ACTIONS:
                 raise ValueError("unknown fault action %r" % f.get("action"))
-            if not isinstance(f.get("count", 1), int):
-                raise ValueError("count must be an integer")
+            c = f.get("count", 1)
+            if not isinstance(c, int) or isinstance(c, bool) or c < -1:
+                raise ValueError("count must be an integer >= -1")
             if f["action"] == "status" and not isinstance(f.get("status"), int):
                 raise ValueError("a status fault needs an integer status")
         with self.lock:
             for f in faults:
                 f = dict(f)
                 f.setdefault("count", 1)
-                self.faults.append(f)
+                if f["count"] != 0:
+                    self.faults.append(f)
 
     # ---- per request ----------------------------------------------------
     def take_fault(self, method, path):
         with self.lock:
-            for f in self.faults:
-                if f["count"] == 0:
-                    continue
+            for i, f in enumerate(self.faults):
                 if f.get("method") not in (None, method):
                     continue
                 fp = f.get("path")
@@ -267,6 +270,8 @@ class State:
                         continue
                 if f["count"] > 0:
                     f["count"] -= 1
+                    if f["count"] == 0:  # used up: GET /_fake/faults shows what is left
+                        del self.faults[i]
                 return f
             return None
 
@@ -578,8 +583,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(200, out)
             elif m == "GET" and path == "/_fake/config":
                 self.send(200, st.configure({}))
+            elif path not in CONTROL_POST:
+                self.send(404, {"error": "no control endpoint %s" % path})
             elif m != "POST":
-                self.send(405, {"error": "control endpoints take POST (or GET for reads)"})
+                self.send(405, {"error": "%s takes POST" % path})
             elif path == "/_fake/reset":
                 st.reset(data if data is not None else {})
                 self.send(200, {"ok": True})

@@ -767,6 +767,13 @@ static int check_url(char *v, char *why, size_t whylen)
 		return -1;
 	}
 	p = h;
+	while (*p && *p != '/' && *p != '@')
+		p++;
+	if (*p == '@') {
+		snprintf(why, whylen, "must not contain a user name or password (the key comes from admin_key_file)");
+		return -1;
+	}
+	p = h;
 	if (*p == '[') {
 		while (*p && *p != ']')
 			p++;
@@ -879,7 +886,7 @@ static int parse_list(const char *v, int attrs, char ***out, char *why, size_t w
 		while (*p && !is_ws(*p) && *p != ',')
 			p++;
 		len = (size_t)(p - start);
-		if (attrs && attrdesc_type_len(start, len) != len) {
+		if (attrs && attrdesc_type_len(start, len) == 0) {
 			char shown[80];
 			sanitize(shown, sizeof(shown), start, len);
 			snprintf(why, whylen, "\"%s\" is not an attribute name", shown);
@@ -997,7 +1004,7 @@ static int set_value(struct config *cfg, const struct keyword *kw, const char *v
 		break;
 	}
 	case T_ATTR:
-		if (attrdesc_type_len(copy, strlen(copy)) != strlen(copy)) {
+		if (attrdesc_type_len(copy, strlen(copy)) == 0) {
 			snprintf(why, whylen, "not an attribute name");
 			goto out;
 		}

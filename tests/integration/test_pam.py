@@ -43,6 +43,8 @@ def test_exports():
 
     r = subprocess.run(["readelf", "-d", MODULE], stdout=subprocess.PIPE)
     ok(b"libpam.so" in r.stdout, "the module records its libpam dependency (NEEDED)")
+    ok(re.search(rb"FLAGS_1.*NODELETE", r.stdout),
+       "the module stays loaded across pam_end (-z nodelete): libldap's global state is not lost")
 
     r = subprocess.run([DRIVER, "dlopen", MODULE], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=60)

@@ -292,6 +292,8 @@ static int append_pair(struct logline *l, const char *key, const char *value, si
 	if (key && *key) {
 		for (const char *k = key; *k; k++) {
 			char c = *k;
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c - 'A' + 'a');
 			b[o++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') ? c : '_';
 		}
 	} else {
@@ -399,7 +401,7 @@ const char *logline_str(struct logline *l)
 	if (!l)
 		return "";
 	if (l->cut == 1) {
-		const char *mark = l->len ? TRUNC_MARK : TRUNC_MARK + 1;
+		const char *mark = l->len ? TRUNC_MARK : &TRUNC_MARK[1];
 		size_t n = strlen(mark);
 		memcpy(l->buf + l->len, mark, n + 1);
 		l->len += n;

@@ -319,7 +319,7 @@ static int plg_active(void)
 
 /* ---- the hooks ---------------------------------------------------------- */
 
-static int plg_post_modify(Slapi_PBlock *pb)
+static int plg_on_modify(Slapi_PBlock *pb)
 {
 	LDAPMod **mods = NULL;
 	char *dn = NULL;
@@ -401,7 +401,7 @@ static struct job *plg_pending_take(Slapi_PBlock *pb)
 	return j;
 }
 
-static int plg_post_delete(Slapi_PBlock *pb)
+static int plg_on_delete(Slapi_PBlock *pb)
 {
 	struct job *j;
 
@@ -415,7 +415,7 @@ static int plg_post_delete(Slapi_PBlock *pb)
 	return 0;
 }
 
-static int plg_post_modrdn(Slapi_PBlock *pb)
+static int plg_on_modrdn(Slapi_PBlock *pb)
 {
 	char *olddn = NULL, *newrdn = NULL, *newsup = NULL, *newdn = NULL;
 	struct job *j = NULL;
@@ -447,6 +447,36 @@ static int plg_post_modrdn(Slapi_PBlock *pb)
 	job_free(j);
 	free(newdn);
 	return 0;
+}
+
+/* slapd calls this just before it sends an operation's result, after the
+ * backend committed it: a job enqueued here is on disk before the client
+ * hears "success" (post-operation hooks run only after the result went
+ * out).  OpenLDAP reports the LDAP request tag as the operation type. */
+static int plg_pre_result(Slapi_PBlock *pb)
+{
+	ber_tag_t tag = 0;
+
+	if (!plg_active() || slapi_pblock_get(pb, SLAPI_OPERATION_TYPE, &tag) != 0)
+		return 0;
+	switch (tag) {
+	case LDAP_REQ_MODIFY:
+		return plg_on_modify(pb);
+	case LDAP_REQ_DELETE:
+		return plg_on_delete(pb);
+	case LDAP_REQ_MODRDN:
+		return plg_on_modrdn(pb);
+	default:
+		return 0;
+	}
+}
+
+/* A delete whose result was never played (slapd skips the callbacks of an
+ * abandoned operation) still gets its capture freed, and enqueued if it
+ * succeeded. */
+static int plg_post_delete(Slapi_PBlock *pb)
+{
+	return plg_on_delete(pb);
 }
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -516,11 +546,13 @@ static int plg_start(Slapi_PBlock *pb)
 		         plg.cfg->path);
 		goto out;
 	}
+	/* The key first: a refused key leaves no spool behind. */
+	if (plg.cfg->worker == CONFIG_WORKER_THREAD &&
+	    config_read_key(plg.cfg, &key, err, sizeof(err)) != 0)
+		goto out;
 	if (spool_open(plg.cfg->spool_dir, &plg.spool, err, sizeof(err)) != 0)
 		goto out;
 	if (plg.cfg->worker == CONFIG_WORKER_THREAD) {
-		if (config_read_key(plg.cfg, &key, err, sizeof(err)) != 0)
-			goto out;
 		if (worker_new(plg.cfg, key, &plg.worker, err, sizeof(err)) != 0)
 			goto out;
 		if (worker_start(plg.worker) != 0) {
@@ -604,10 +636,9 @@ int openai_revoke_init(Slapi_PBlock *pb)
 	    slapi_pblock_set(pb, SLAPI_PLUGIN_DESCRIPTION, &plg_desc) != 0 ||
 	    slapi_pblock_set(pb, SLAPI_PLUGIN_START_FN, (void *)plg_start) != 0 ||
 	    slapi_pblock_set(pb, SLAPI_PLUGIN_CLOSE_FN, (void *)plg_close) != 0 ||
-	    slapi_pblock_set(pb, SLAPI_PLUGIN_POST_MODIFY_FN, (void *)plg_post_modify) != 0 ||
+	    slapi_pblock_set(pb, SLAPI_PLUGIN_PRE_RESULT_FN, (void *)plg_pre_result) != 0 ||
 	    slapi_pblock_set(pb, SLAPI_PLUGIN_PRE_DELETE_FN, (void *)plg_pre_delete) != 0 ||
-	    slapi_pblock_set(pb, SLAPI_PLUGIN_POST_DELETE_FN, (void *)plg_post_delete) != 0 ||
-	    slapi_pblock_set(pb, SLAPI_PLUGIN_POST_MODRDN_FN, (void *)plg_post_modrdn) != 0) {
+	    slapi_pblock_set(pb, SLAPI_PLUGIN_POST_DELETE_FN, (void *)plg_post_delete) != 0) {
 		plg_config_error("openai_revoke_init: slapd refused to register the hooks");
 		plg_close(pb);
 		return -1;

@@ -7,6 +7,29 @@
 #include "fakeorg.h"
 #include "tap.h"
 
+/* A body of a few hundred KiB makes curl send Expect: 100-continue. */
+static void big_reset(struct fakeorg *f)
+{
+	size_t cap = 5000 * 80 + 64, len = 0;
+	char *body = malloc(cap), *state;
+	int i;
+
+	if (!ok(body != NULL, "malloc"))
+		return;
+	len += (size_t)snprintf(body + len, cap - len, "{\"users\":[");
+	for (i = 1; i <= 5000; i++)
+		len += (size_t)snprintf(body + len, cap - len,
+		                        "%s{\"id\":\"user-x%d\",\"email\":\"x%d@example.com\"}",
+		                        i > 1 ? "," : "", i, i);
+	snprintf(body + len, cap - len, "]}");
+	is_int(fakeorg_reset(f, body), 200, "reset with 5000 users (%zu bytes)", strlen(body));
+	free(body);
+	state = fakeorg_get(f, "/_fake/state");
+	contains(state, "\"user-x5000\"", "all 5000 users arrived");
+	ok(state && strstr(state, "\"user-a\"") == NULL, "reset replaced the earlier users");
+	free(state);
+}
+
 static void plain(void)
 {
 	struct fakeorg *f = NULL;
@@ -53,6 +76,8 @@ static void plain(void)
 	is_int(status, 405, "PUT on the user list: 405");
 	is_int(fakeorg_spec_violations(f), 1, "the PUT is one spec violation");
 
+	big_reset(f);
+
 	snprintf(dir, sizeof dir, "%s", fakeorg_dir(f));
 	fakeorg_stop(f);
 	ok(stat(dir, &sb) == -1, "stop removes the temp dir");
@@ -74,6 +99,34 @@ static void tls(int kind, const char *what)
 	fakeorg_stop(f);
 }
 
+/* Error paths: a server that cannot start, a path too long to send. */
+static void failures(void)
+{
+	struct fakeorg *f = (struct fakeorg *)1;
+	char *src = getenv("abs_top_srcdir") ? strdup(getenv("abs_top_srcdir")) : NULL;
+	char longpath[2048];
+
+	setenv("abs_top_srcdir", "/nonexistent-srcdir", 1);
+	diag("errors from fakeorg on stderr are expected next");
+	is_int(fakeorg_start(&f, FAKEORG_HTTP), -1, "no fake_openai.py: start fails");
+	ok(f == NULL, "and *f is NULL");
+	is_int(fakeorg_start(&f, FAKEORG_TLS), -1, "no mkcert.sh: TLS start fails");
+	if (src)
+		setenv("abs_top_srcdir", src, 1);
+	else
+		unsetenv("abs_top_srcdir");
+	free(src);
+
+	if (!ok(fakeorg_start(&f, FAKEORG_HTTP) == 0, "fake starts again"))
+		return;
+	memset(longpath, 'a', sizeof longpath - 1);
+	longpath[0] = '/';
+	longpath[sizeof longpath - 1] = '\0';
+	ok(fakeorg_get(f, longpath) == NULL, "an over-long path: NULL, no request");
+	is_int(fakeorg_post(f, longpath, "{}"), -1, "an over-long path: post -1");
+	fakeorg_stop(f);
+}
+
 int main(void)
 {
 	struct fakeorg *f = (struct fakeorg *)1;
@@ -82,6 +135,7 @@ int main(void)
 	tls(FAKEORG_TLS, "a CA-signed certificate");
 	tls(FAKEORG_TLS_UNTRUSTED, "an untrusted certificate");
 	tls(FAKEORG_TLS_WRONGHOST, "a wrong-host certificate");
+	failures();
 	is_int(fakeorg_start(&f, 42), -1, "unknown TLS kind refused");
 	ok(f == NULL, "and *f is NULL");
 	fakeorg_stop(NULL);

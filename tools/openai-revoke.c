@@ -707,6 +707,20 @@ static void log_operator(int prio, const char *action, const struct job *j, cons
 	log_line(prio, &l);
 }
 
+/* The spool's name form, <ns since epoch>-<pid>-<counter>, for a job that
+ * is processed without passing through the spool. */
+static void make_event_id(struct job *j, int counter)
+{
+	struct timespec ts;
+	int64_t ns;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	snprintf(j->id, sizeof(j->id), "%" PRId64 "-%ld-%d", ns, (long)getpid(), counter);
+	if (j->created == 0)
+		j->created = ns;
+}
+
 static int outcome_is_success(const char *outcome)
 {
 	static const char *const good[] = {
@@ -804,19 +818,44 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 		w = NULL;
 		goto out;
 	}
+	sp = worker_spool(w);
 	for (i = 0; i < n; i++) {
 		const char *outcome = NULL;
+		char first_id[JOB_ID_MAX];
 
+		/* An event id of the spool's form before the attempt, so every
+		 * audit line of this job carries one. */
+		make_event_id(jobs[i], i);
+		snprintf(first_id, sizeof(first_id), "%s", jobs[i]->id);
 		r = worker_process_now(w, jobs[i], &outcome);
+		if (!outcome || !*outcome)
+			outcome = "error";
 		print_clean(stdout, argv[optind + i], 1024);
-		printf(": %s event=%s\n", outcome ? outcome : "error",
-		       jobs[i]->id[0] ? jobs[i]->id : "-");
-		if (r != 0 || !outcome_is_success(outcome)) {
+		printf(": %s event=%s", outcome, first_id);
+		if (r == WORKER_QUEUE) {
+			/* Retryable or held: the spool keeps it, the worker goes on. */
+			if (spool_enqueue(sp, jobs[i], err, sizeof(err)) < 0) {
+				errmsg("%s: cannot queue for retry: %s", argv[optind + i], err);
+			} else {
+				struct logline l;
+
+				printf(", queued event=%s", jobs[i]->id);
+				logline_init(&l);
+				logline_add(&l, "event", first_id);
+				logline_add(&l, "action", "queued");
+				logline_add(&l, "queued_event", jobs[i]->id);
+				logline_add(&l, "operator", operator_name());
+				log_line(LOG_NOTICE, &l);
+			}
+		}
+		fputc('\n', stdout);
+		if (r != WORKER_DONE || !outcome_is_success(outcome)) {
 			if (jobs[i]->last_error)
 				errmsg("%s: %s", argv[optind + i], jobs[i]->last_error);
 			status = EXIT_FAIL;
 		}
 	}
+	sp = NULL; /* the worker's */
 out:
 	if (w)
 		worker_free(w);

@@ -139,15 +139,31 @@ class CliEnv:
         return res
 
     def spawn(self, *args, conf=None, env=None):
-        return subprocess.Popen([PROG, "-c", conf or self.conf] + list(args),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=self.env(env))
+        """Start in the background; output goes to files (a pipe nobody
+        reads could fill up and stall a long-running worker)."""
+        self.nspawn = getattr(self, "nspawn", 0) + 1
+        out = open(self.path("spawn%d.out" % self.nspawn), "w+b")
+        err = open(self.path("spawn%d.err" % self.nspawn), "w+b")
+        try:
+            p = subprocess.Popen([PROG, "-c", conf or self.conf] + list(args),
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 env=self.env(env))
+        except BaseException:
+            out.close()
+            err.close()
+            raise
+        p.out_file, p.err_file = out, err
+        return p
 
-    def collect(self, proc):
-        out, err = proc.communicate(timeout=60)
-        res = Result(proc.returncode, out.decode("utf-8", "replace"),
-                     err.decode("utf-8", "replace"))
-        self.outputs += [res.out, res.err]
+    def collect(self, proc, timeout=60):
+        proc.wait(timeout=timeout)
+        texts = []
+        for f in (proc.out_file, proc.err_file):
+            f.seek(0)
+            texts.append(f.read().decode("utf-8", "replace"))
+            f.close()
+        res = Result(proc.returncode, texts[0], texts[1])
+        self.outputs += texts
         return res
 
     def log(self):
@@ -199,3 +215,6 @@ def kill_quietly(proc):
     if proc and proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    for f in (getattr(proc, "out_file", None), getattr(proc, "err_file", None)):
+        if f and not f.closed:
+            f.close()

@@ -35,7 +35,10 @@
  * The host application owns syslog's identity: the engine's logger runs
  * in LOG_MODE_HOSTED (no openlog, facility in every priority).  The logger
  * is process state of this module, so it is (re)configured under a lock,
- * and only when the configuration asks for something different. */
+ * and only when the configuration asks for something different: every
+ * stack of one process normally names the same file, so it is set up once.
+ * (Two stacks with different logging in one threaded application would
+ * take turns; the last one set up wins.) */
 
 static pthread_mutex_t pamor_log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pamor_log_ready;
@@ -80,8 +83,8 @@ static void pamor_log_setup(const struct config *cfg)
 	pthread_mutex_unlock(&pamor_log_lock);
 }
 
-/* Linux-PAM unloads the module at pam_end(): give back what the logger holds
- * (an open log_file) so long-running applications do not collect them. */
+/* The module is linked -z nodelete (see module/pam.am), so this runs when
+ * the application exits: close the log_file the logger holds. */
 __attribute__((destructor)) static void pamor_unload(void)
 {
 	pthread_mutex_lock(&pamor_log_lock);

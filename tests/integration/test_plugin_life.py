@@ -265,9 +265,37 @@ def t_exports():
     is_eq(missing, [], "every strong undefined symbol comes from a linked library")
 
 
+def t_examples():
+    """examples/openai-revoke.conf, and each commented alternative in it,
+    passes the plugin's own check (slaptest runs the plugin's init)."""
+    from test_plugin_common import SRCDIR
+    example = os.path.join(SRCDIR, "examples", "openai-revoke.conf")
+    with PluginEnv(start_slapd=False, fake=False) as env:
+        env.slapd.plugin_lines = [plugin_line(example)]
+        env.slapd.write_conf()
+        rc, out, err = env.slapd.tool("slaptest", ["-u"])
+        is_eq(rc, 0, "examples/openai-revoke.conf is accepted") or diag(err)
+        src = open(example).read().splitlines()
+        bad = []
+        for line in src:
+            m = re.match(r"^#([a-z_]+)\s+\S", line)
+            if not m:
+                continue
+            lines = [x for x in src if not re.match(r"^%s\s" % m.group(1), x)]
+            lines[lines.index(line)] = line[1:]
+            env.write_conf("\n".join(lines) + "\n")
+            env.slapd.plugin_lines = [plugin_line(env.conf)]
+            env.slapd.write_conf()
+            rc, out, err = env.slapd.tool("slaptest", ["-u"])
+            if rc != 0:
+                bad.append("%s: %s" % (line, err.strip()))
+        is_eq(bad, [], "every commented alternative in the example is valid when uncommented")
+
+
 def main():
     return run([
         ("exports", t_exports),
+        ("examples", t_examples),
         ("invalid configuration", t_invalid_config),
         ("refuse start", t_refuse_start),
         ("plugin arguments", t_plugin_args),

@@ -2,7 +2,28 @@
 """A stateful fake of the OpenAI Administration API (organization users and
 invites) for openai-revoke's tests: faithful request/answer shapes, plus
 control endpoints under /_fake/ to seed state, inject faults and read back
-every API request it received.  Python standard library only."""
+every API request it received.  Python standard library only.
+
+API (Bearer key required): GET /v1/organization/users (limit 1..100, after,
+emails / emails[] repeated), GET|DELETE /v1/organization/users/ID,
+GET /v1/organization/invites (limit, after), GET|DELETE .../invites/ID.
+
+Control (no auth, JSON; not recorded):
+  POST /_fake/reset {"users": [...], "invites": [...]}   replace everything
+  POST /_fake/users [...], POST /_fake/invites [...]     add (same id: replace)
+  POST /_fake/generate {"users": N, "owners": K, "domain": D}
+  GET  /_fake/state                  {"users": [...], "invites": [...]}
+  GET  /_fake/requests[?since=I]     [{method, path, query, params, headers,
+                                       time, status, fault}, ...]
+  POST /_fake/requests/clear
+  POST /_fake/faults [{method, path ("...*" = prefix), count (-1 = forever),
+                       action, ...}]   GET /_fake/faults: those not used up
+       actions: status {status, headers, body}, delay {seconds}, drop,
+       malformed {body}, oversized {bytes, no_length}, wrong_types {variant:
+       data|id|has_more|deleted}, truncated
+  POST /_fake/faults/clear
+  POST /_fake/config {ignore_email_filter, rate_limit, max_limit, latency}
+"""
 
 import argparse
 import bisect
@@ -487,6 +508,12 @@ class Handler(BaseHTTPRequestHandler):
                 if status == 429:
                     body = error_body("Rate limit reached for requests.",
                                       etype="requests", code="rate_limit_exceeded")
+                elif status == 401:
+                    body = error_body("Incorrect API key provided: sk-a****.",
+                                      code="invalid_api_key")
+                elif status == 403:
+                    body = error_body("You have insufficient permissions for this "
+                                      "operation. Missing scopes: api.management.write.")
                 elif status >= 500:
                     body = error_body("The server had an error while processing your "
                                       "request. Sorry about that!", etype="server_error")

@@ -333,7 +333,7 @@ def t_faults():
         f.fault("status", USERS, status=502, body="<html>bad gateway</html>")
         st, r, body = call(f, "GET", USERS)
         is_eq((st, body), (502, b"<html>bad gateway</html>"), "status fault with a custom body")
-        for s in (500, 503, 403):
+        for s in (500, 503, 403, 401):
             f.fault("status", USERS, status=s)
             st, _, body = jcall(f, "GET", USERS)
             is_eq(st, s, "status fault %d" % s)
@@ -755,6 +755,24 @@ def t_process():
         for n in os.listdir(d):
             os.unlink(os.path.join(d, n))
         os.rmdir(d)
+    saved = os.environ.get("abs_top_srcdir")
+    os.environ["abs_top_srcdir"] = "/nonexistent-srcdir"
+    try:
+        for tls in (False, True):
+            f = FakeOrg(tls=tls)
+            try:
+                f.start()
+                ok(False, "no fake_openai.py (tls=%s): start fails" % tls)
+            except FakeOrgError as e:
+                ok(True, "no fake_openai.py (tls=%s): start fails" % tls)
+                diag("  %s" % e)
+            ok(f.proc is None and not os.path.exists(f.dir),
+               "a failed start leaves no process and no temp dir (tls=%s)" % tls)
+    finally:
+        if saved is None:
+            del os.environ["abs_top_srcdir"]
+        else:
+            os.environ["abs_top_srcdir"] = saved
     f = FakeOrg()
     f.start()
     d = f.dir

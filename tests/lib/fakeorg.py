@@ -32,8 +32,12 @@ def make_tls_material(directory):
     """Writes ca.pem, server.{pem,key}, wronghost.{pem,key} and
     untrusted.{pem,key} into directory (see tests/fake-openai/mkcert.sh)."""
     script = os.path.join(srcdir(), "tests", "fake-openai", "mkcert.sh")
-    subprocess.run(["sh", script, directory], check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(["sh", script, directory], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise FakeOrgError("cannot make TLS material with %s (is openssl installed?): %s"
+                           % (script, e))
     return directory
 
 

@@ -609,6 +609,8 @@ enum ctype {
 	T_LIST,
 	T_BOOL,
 	T_INT,
+	T_DURATION, /* seconds, with an optional unit */
+	T_ROLES,    /* organization roles */
 	T_BREAKER,
 	T_WORKER,
 	T_FACILITY,
@@ -629,7 +631,7 @@ static const struct keyword keywords[] = {
 	{ "api_url", T_URL, F(api_url), 0, 0, 0 },
 	{ "admin_key_file", T_PATH, F(admin_key_file), 0, 0, 0 },
 	{ "ca_file", T_PATH, F(ca_file), 0, 0, 1 },
-	{ "http_timeout", T_INT, F(http_timeout), 1, 600, 0 },
+	{ "http_timeout", T_DURATION, F(http_timeout), 1, 600, 0 },
 	{ "api_rate", T_INT, F(api_rate), 1, 1000, 0 },
 	{ "base", T_DN, F(base), 0, 0, 1 },
 	{ "user_filter", T_FILTER, F(user_filter), 0, 0, 0 },
@@ -639,7 +641,7 @@ static const struct keyword keywords[] = {
 	{ "map_file", T_PATH, F(map_file), 0, 0, 1 },
 	{ "user_id_attribute", T_ATTR, F(user_id_attribute), 0, 0, 1 },
 	{ "email_attributes", T_ATTRLIST, F(email_attributes), 0, 0, 0 },
-	{ "protect_roles", T_LIST, F(protect_roles), 0, 0, 0 },
+	{ "protect_roles", T_ROLES, F(protect_roles), 0, 0, 0 },
 	{ "protect_users", T_LIST, F(protect_users), 0, 0, 0 },
 	{ "revoke_invites", T_BOOL, F(revoke_invites), 0, 0, 0 },
 	{ "dry_run", T_BOOL, F(dry_run), 0, 0, 0 },
@@ -651,7 +653,7 @@ static const struct keyword keywords[] = {
 	{ "ldap_bindpw_file", T_PATH, F(ldap_bindpw_file), 0, 0, 1 },
 	{ "ldap_sasl_mech", T_TOKEN, F(ldap_sasl_mech), 0, 0, 1 },
 	{ "login_attribute", T_ATTR, F(login_attribute), 0, 0, 0 },
-	{ "ldap_timeout", T_INT, F(ldap_timeout), 1, 300, 0 },
+	{ "ldap_timeout", T_DURATION, F(ldap_timeout), 1, 300, 0 },
 	{ "syslog_facility", T_FACILITY, F(syslog_facility), 0, 0, 0 },
 	{ "syslog_ident", T_TOKEN, F(syslog_ident), 0, 0, 0 },
 	{ "log_level", T_LEVEL, F(log_level), 0, 0, 0 },
@@ -691,6 +693,37 @@ static int parse_int(const char *v, int min, int max, int *out)
 			return -2;
 	}
 	if (n < min)
+		return -2;
+	*out = (int)n;
+	return 0;
+}
+
+/* seconds, or a number with one unit: 90, 90s, 15m, 2h, 7d */
+static int parse_duration(const char *v, int min, int max, int *out)
+{
+	long long n = 0, mul = 1;
+	const char *p = v;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	while (isdigit((unsigned char)*p)) {
+		n = n * 10 + (*p++ - '0');
+		if (n > max)
+			n = (long long)max + 1; /* keep reading digits, no overflow */
+	}
+	if (*p) {
+		switch (tolower((unsigned char)*p)) {
+		case 's': mul = 1; break;
+		case 'm': mul = 60; break;
+		case 'h': mul = 3600; break;
+		case 'd': mul = 86400; break;
+		default: return -1;
+		}
+		if (p[1])
+			return -1;
+	}
+	n *= mul;
+	if (n < min || n > max)
 		return -2;
 	*out = (int)n;
 	return 0;
@@ -1011,8 +1044,19 @@ static int set_value(struct config *cfg, const struct keyword *kw, const char *v
 		break;
 	case T_ATTRLIST:
 	case T_LIST:
+	case T_ROLES:
 		if (parse_list(value, kw->type == T_ATTRLIST, &list, why, whylen) < 0)
 			goto out;
+		/* a typo here would leave owners unprotected: only known roles */
+		for (char **r = list; kw->type == T_ROLES && *r; r++) {
+			if (strcasecmp(*r, "owner") != 0 && strcasecmp(*r, "reader") != 0) {
+				char shown[80];
+				sanitize(shown, sizeof(shown), *r, strlen(*r));
+				snprintf(why, whylen, "\"%s\" is not an organization role (owner, reader)", shown);
+				goto out;
+			}
+			lower(*r);
+		}
 		config_list_free(*FIELD(cfg, kw, char **));
 		*FIELD(cfg, kw, char **) = list;
 		list = NULL;
@@ -1027,16 +1071,20 @@ static int set_value(struct config *cfg, const struct keyword *kw, const char *v
 		rc = 0;
 		goto out;
 	case T_INT:
-		switch (parse_int(value, kw->min, kw->max, &n)) {
+	case T_DURATION:
+		switch (kw->type == T_INT ? parse_int(value, kw->min, kw->max, &n)
+		                          : parse_duration(value, kw->min, kw->max, &n)) {
 		case 0:
 			*FIELD(cfg, kw, int) = n;
 			rc = 0;
 			goto out;
 		case -1:
-			snprintf(why, whylen, "not a number");
+			snprintf(why, whylen, kw->type == T_INT ? "not a number"
+			                                         : "not a duration (seconds, or a number with s, m, h or d)");
 			goto out;
 		default:
-			snprintf(why, whylen, "out of range (%d..%d)", kw->min, kw->max);
+			snprintf(why, whylen, kw->type == T_INT ? "out of range (%d..%d)"
+			                                         : "out of range (%d..%d seconds)", kw->min, kw->max);
 			goto out;
 		}
 	case T_BREAKER: {
@@ -1079,11 +1127,11 @@ static int set_value(struct config *cfg, const struct keyword *kw, const char *v
 			snprintf(why, whylen, "removals out of range (1..1000000)");
 			goto out;
 		}
-		switch (parse_int(b, 1, 604800, &win)) {
+		switch (parse_duration(b, 1, 604800, &win)) {
 		case 0:
 			break;
 		case -1:
-			snprintf(why, whylen, "seconds: not a number");
+			snprintf(why, whylen, "seconds: not a duration (seconds, or a number with s, m, h or d)");
 			goto out;
 		default:
 			snprintf(why, whylen, "seconds out of range (1..604800)");
@@ -1265,6 +1313,7 @@ void config_free(struct config *cfg)
 			break;
 		case T_LIST:
 		case T_ATTRLIST:
+		case T_ROLES:
 			config_list_free(*FIELD(cfg, kw, char **));
 			break;
 		default:

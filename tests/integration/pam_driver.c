@@ -6,12 +6,21 @@
  *   pam_driver acct CONFDIR SERVICE USER [RHOST]
  *   pam_driver dlopen MODULE.so
  *
+ * A module is a guest in the application: around pam_acct_mgmt the driver
+ * checks that signal dispositions, umask and locale are unchanged and that
+ * openlog/closelog were not called (the driver defines both and is linked
+ * -export-dynamic, so a module's calls land here).
+ *
  * Exit status: 0 when the call was made (whatever PAM answered), 1 when the
- * driver itself failed, 2 usage. */
+ * driver itself failed, 2 usage, 3 the module changed process state. */
 #include <dlfcn.h>
+#include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <sys/stat.h>
 #include <security/pam_appl.h>
 
 static const char *const result_names[] = {
@@ -49,6 +58,68 @@ static const char *const result_names[] = {
 	[PAM_INCOMPLETE] = "PAM_INCOMPLETE",
 };
 
+static int syslog_identity_calls;
+
+/* Interpose syslog's identity functions: they belong to the application.
+ * Default visibility: the build hides everything else. */
+__attribute__((visibility("default")))
+void openlog(const char *ident, int option, int facility)
+{
+	(void)ident; (void)option; (void)facility;
+	syslog_identity_calls++;
+}
+
+__attribute__((visibility("default")))
+void closelog(void)
+{
+	syslog_identity_calls++;
+}
+
+struct proc_state {
+	struct sigaction sa[NSIG];
+	mode_t mask;
+	char locale[256];
+};
+
+static void proc_state_get(struct proc_state *st)
+{
+	int i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 1; i < NSIG; i++)
+		sigaction(i, NULL, &st->sa[i]);
+	st->mask = umask(022);
+	umask(st->mask);
+	snprintf(st->locale, sizeof(st->locale), "%s", setlocale(LC_ALL, NULL));
+}
+
+/* 0 when nothing the application owns was changed. */
+static int proc_state_compare(const struct proc_state *a, const struct proc_state *b)
+{
+	int i, changed = 0;
+
+	for (i = 1; i < NSIG; i++) {
+		if (a->sa[i].sa_handler != b->sa[i].sa_handler ||
+		    a->sa[i].sa_flags != b->sa[i].sa_flags) {
+			fprintf(stderr, "pam_driver: the module changed the disposition of signal %d\n", i);
+			changed = 1;
+		}
+	}
+	if (a->mask != b->mask) {
+		fprintf(stderr, "pam_driver: the module changed the umask\n");
+		changed = 1;
+	}
+	if (strcmp(a->locale, b->locale) != 0) {
+		fprintf(stderr, "pam_driver: the module changed the locale\n");
+		changed = 1;
+	}
+	if (syslog_identity_calls) {
+		fprintf(stderr, "pam_driver: the module called openlog/closelog\n");
+		changed = 1;
+	}
+	return changed;
+}
+
 static const char *result_name(int rc)
 {
 	if (rc >= 0 && (size_t)rc < sizeof(result_names) / sizeof(result_names[0]) &&
@@ -69,8 +140,9 @@ static int run_acct(const char *confdir, const char *service, const char *user,
                     const char *rhost)
 {
 	struct pam_conv conv = { no_conversation, NULL };
+	struct proc_state before, after;
 	pam_handle_t *pamh = NULL;
-	int rc;
+	int rc, changed;
 
 	rc = pam_start_confdir(service, user, &conv, confdir, &pamh);
 	if (rc != PAM_SUCCESS) {
@@ -82,11 +154,14 @@ static int run_acct(const char *confdir, const char *service, const char *user,
 		pam_end(pamh, PAM_SYSTEM_ERR);
 		return 1;
 	}
+	proc_state_get(&before);
 	rc = pam_acct_mgmt(pamh, PAM_SILENT);
+	proc_state_get(&after);
 	printf("%s\n", result_name(rc));
 	fflush(stdout);
 	pam_end(pamh, rc);
-	return 0;
+	changed = proc_state_compare(&before, &after);
+	return changed ? 3 : 0;
 }
 
 static int run_dlopen(const char *path)

@@ -263,6 +263,13 @@ def test_directory_down():
         ok("source=pam" in lines[0] and "user=dave" in lines[0], "it names the login")
 
 
+def test_guest():
+    env = state["env"]
+    ok(env.calls > 30, "the driver ran the module %d times" % env.calls)
+    is_eq(env.guest_violations, [],
+          "no call changed signal dispositions, umask or locale, or called openlog/closelog")
+
+
 def main():
     for path in (MODULE, DRIVER):
         if not os.path.exists(path):
@@ -285,7 +292,8 @@ def main():
                       ("bad_user_names", test_bad_user_names),
                       ("spool_failure", test_spool_failure),
                       ("directory_hangs", test_directory_hangs),
-                      ("directory_down", test_directory_down)]
+                      ("directory_down", test_directory_down),
+                      ("guest", test_guest)]
             return run(tests)
 
 

@@ -54,6 +54,8 @@ class PamEnv:
         self.log = os.path.join(self.dir, "openai-revoke.log")
         self.conf = os.path.join(self.dir, "openai-revoke.conf")
         self.service = service
+        self.guest_violations = []
+        self.calls = 0
         self.write_conf(ldap_uri, extra_conf)
 
     def write_conf(self, ldap_uri, extra_conf=()):
@@ -86,6 +88,7 @@ class PamEnv:
 
     def acct(self, user, rhost="192.0.2.7", timeout=DRIVER_DEADLINE):
         """Run pam_acct_mgmt for USER; returns (module result name, seconds)."""
+        self.calls += 1
         t0 = time.monotonic()
         r = subprocess.run([DRIVER, "acct", self.confdir, self.service, user, rhost],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -93,7 +96,11 @@ class PamEnv:
         elapsed = time.monotonic() - t0
         out = r.stdout.decode("utf-8", "replace").strip()
         err = r.stderr.decode("utf-8", "replace").strip()
-        if r.returncode != 0:
+        if r.returncode == 3:
+            # The call happened but the module touched the application's
+            # process state: recorded here, asserted by the test at the end.
+            self.guest_violations.append((user, err))
+        elif r.returncode != 0:
             raise AssertionError("pam_driver exited %d: %s %s" % (r.returncode, out, err))
         if err:
             # Sanitizer reports and libpam complaints land here: show them.

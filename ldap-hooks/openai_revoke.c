@@ -32,8 +32,9 @@
 extern int slapMode __attribute__((weak, visibility("default")));
 #define PLG_SLAP_TOOL_MODE 0x0002
 
-/* syncrepl applies changes on connection ids below this (slap.h:
- * SLAPD_SYNC_SYNCCONN_OFFSET); client connections start at it. */
+/* Client connections are numbered from this (slap.h:
+ * SLAPD_SYNC_SYNCCONN_OFFSET); syncrepl and other internal work run on
+ * slapd's fake connections, which read -1 here (seen on 2.5.13). */
 #define PLG_SYNC_CONN_MAX 1000
 
 struct pending {
@@ -178,7 +179,8 @@ static int plg_result_ok(Slapi_PBlock *pb)
 }
 
 /* Replicated writes are the business of the server where the write was made
- * (see openai_revoke.so(5)): syncrepl applies them on its own connections. */
+ * (see openai_revoke.so(5)).  SLAPI_IS_REPLICATED_OPERATION only knows the
+ * slurpd-era updatedn; syncrepl shows up as a non-client connection. */
 static int plg_is_replicated(Slapi_PBlock *pb)
 {
 	int repl = 0;
@@ -186,8 +188,7 @@ static int plg_is_replicated(Slapi_PBlock *pb)
 
 	if (slapi_pblock_get(pb, SLAPI_IS_REPLICATED_OPERATION, &repl) == 0 && repl)
 		return 1;
-	if (slapi_pblock_get(pb, SLAPI_CONN_ID, &connid) == 0 &&
-	    connid >= 0 && connid < PLG_SYNC_CONN_MAX)
+	if (slapi_pblock_get(pb, SLAPI_CONN_ID, &connid) == 0 && connid < PLG_SYNC_CONN_MAX)
 		return 1;
 	return 0;
 }
@@ -334,10 +335,22 @@ static int plg_on_modify(Slapi_PBlock *pb)
 	for (size_t i = 0; mods[i] != NULL && !trigger; i++)
 		trigger = mods[i]->mod_type != NULL &&
 		          rules_attr_is_trigger(plg.cfg, mods[i]->mod_type);
-	if (!trigger || !plg_result_ok(pb) || plg_is_replicated(pb))
+	if (!trigger || !plg_result_ok(pb))
 		return 0;
 	if (slapi_pblock_get(pb, SLAPI_MODIFY_TARGET, &dn) != 0 || dn == NULL)
 		return 0;
+	if (plg_is_replicated(pb)) {
+		if (log_enabled(LOG_DEBUG)) {
+			struct logline l;
+
+			logline_init(&l);
+			logline_add(&l, "action", "skip");
+			logline_add(&l, "why", "replicated");
+			logline_add(&l, "dn", dn);
+			log_line(LOG_DEBUG, &l);
+		}
+		return 0;
+	}
 	if (!rules_dn_is_below(dn, plg.cfg->base))
 		return 0;
 	if (plg_read_job(dn, 1, "disabled", &j) == 0 && j != NULL)

@@ -14,6 +14,7 @@
 #include "directory.h"
 #include "config.h"
 #include "job.h"
+#include "log.h"
 #include "rules.h"
 
 #define DIRECTORY_PW_MAX 1024
@@ -481,6 +482,15 @@ int directory_read_user(LDAP *ld, const struct config *cfg, const char *user,
 			goto out;
 		}
 		snprintf(filter, len, "(&%s(%s=%s))", user_filter, login, esc);
+		if (log_enabled(LOG_DEBUG)) {
+			struct logline l;
+
+			logline_init(&l);
+			logline_add(&l, "ldap", "search");
+			logline_add(&l, "base", cfg->base);
+			logline_add(&l, "filter", filter);
+			log_line(LOG_DEBUG, &l);
+		}
 		/* Size limit 2: one is an answer, two is a refusal. */
 		rc = ldap_search_ext_s(ld, cfg->base, LDAP_SCOPE_SUBTREE, filter, attrs, 0,
 		                       NULL, NULL, &tv, 2, &res);

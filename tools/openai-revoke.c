@@ -182,8 +182,8 @@ static const char usage_run[] =
 	"\n"
 	"  --once   stop when nothing is due now\n"
 	"\n"
-	"Exit 0 when stopped or done, 1 when a job failed or the spool is locked by\n"
-	"another worker.\n";
+	"Exit 0 when stopped or done; 1 when a job was deferred, held or failed, or\n"
+	"(with --once) another worker holds the spool lock.\n";
 
 /* ---- option parsing --------------------------------------------------- */
 

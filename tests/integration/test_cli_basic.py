@@ -143,6 +143,7 @@ def test_check_key_file():
         ok(r.rc == 1 and re.search(r"^FAIL API .*auth", r.out, re.M | re.I),
            "a wrong key: FAIL API with the auth class, exit 1")
         ok(t.key_seen() == [], "the admin key appears in no output, log or spool file")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
         ok("sk-wrong-key" not in "".join(t.outputs) + t.log(),
            "nor does a wrong key")
 
@@ -189,6 +190,7 @@ def test_check_all_good():
         ok(r.rc == 1 and re.search(r"^FAIL LDAP base ", r.out, re.M),
            "a base that does not exist: FAIL LDAP base, exit 1")
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_check_failures():
@@ -224,6 +226,7 @@ def test_check_failures():
         ok(r.rc == 2 and re.search(r"^FAIL map file ", r.out, re.M),
            "a broken map file: FAIL map file, exit 2")
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_verbose():

@@ -202,6 +202,12 @@ class CliEnv:
                     pass
         return where
 
+    def sanitizer_reports(self):
+        """AddressSanitizer/UBSan findings in any output (the suite also runs
+        built with --enable-sanitizers)."""
+        return [o for o in self.outputs
+                if "Sanitizer" in o or "runtime error:" in o]
+
     def add_person(self, uid, mail=None, ou="people", extra=None):
         return self.slapd.add_person(uid, mail=mail, ou=ou, extra=extra)
 

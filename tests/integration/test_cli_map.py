@@ -107,12 +107,27 @@ def test_map():
         ok(re.search(r"^jdoe -> exempt", r.out, re.M), "map file '-': exempt")
         ok(re.search(r"^multi -> user-jdoe .* via map_file", r.out, re.M), "map file mapping")
 
+        t.slapd.modify(dn_of("outsider"), [("add", "employeeNumber", ["user-exempt"])])
+        conf = t.write_conf("id.conf", user_id_attribute="employeeNumber")
+        r = t.run("map", "outsider", "jdoe", conf=conf)
+        ok(re.search(r"^outsider -> user-exempt \(exempt@example.com, reader\) via (attribute|id)$",
+                     r.out, re.M), "user_id_attribute: the ID on the entry, confirmed by the API")
+        ok(re.search(r"^jdoe -> user-jdoe .* via email$", r.out, re.M),
+           "an entry without the attribute falls back to its addresses")
+
+        r = t.run("-v", "map", "a*)(cn")
+        flt = r.err.split("filter=", 1)[-1].split("\n", 1)[0]
+        ok("filter=" in r.err and "2a" in flt and "29" in flt and "28" in flt
+           and "*)(" not in flt,
+           "-v shows the search filter with the value escaped (RFC 4515)")
+
         t.fake.clear_requests()
         r = t.run("map", "jdoe")
         ok(not any(q["method"] != "GET" for q in t.fake.requests()), "map changes nothing (only GETs)")
         ok(len(t.fake.state()["users"]) == 6, "the organization is unchanged")
         ok(t.spool_files("queue") == [], "map queues nothing")
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_injection():

@@ -82,6 +82,7 @@ def test_revoke_now():
         r = t.run("run", "--once")
         ok(r.rc == 0 and "user-carl" not in members(t), "run --once then removes the user")
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_revoke_queued():
@@ -136,6 +137,7 @@ def test_revoke_queued():
         ok(r.rc == 0 and members(t) == ["user-dry"], "the worker did not remove the user")
         ok(re.search(r"event=%s action=would_remove" % qid, t.log()), "it logged would_remove")
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_queue_ops():
@@ -203,6 +205,7 @@ def test_queue_ops():
         r = t.run("run", "--once")
         ok(r.rc == 0 and members(t) == [], "and the worker removes the user")
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_run_signals():
@@ -245,6 +248,7 @@ def test_run_signals():
             kill_quietly(p)
             t.fake.clear_faults()
         ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
 def test_secrets():

@@ -61,33 +61,30 @@ struct errlist {
 
 static void errlist_add(struct errlist *e, const char *msg)
 {
-	size_t need, room;
+	static const char more[] = "...";
+	size_t sep, n, room;
 
 	e->count++;
 	if (!e->buf || e->cap == 0 || e->full)
 		return;
-	need = strlen(msg) + (e->len ? 1 : 0);
-	room = e->cap - 1 - e->len;
-	if (need > room) {
-		static const char more[] = "...";
-		/* cut on an ASCII boundary: our messages only carry sanitized text */
-		if (room >= sizeof(more) - 1 + (e->len ? 1 : 0) + 1) {
-			if (e->len)
-				e->buf[e->len++] = '\n';
-			room = e->cap - 1 - e->len - (sizeof(more) - 1);
-			memcpy(e->buf + e->len, msg, room);
-			e->len += room;
-			memcpy(e->buf + e->len, more, sizeof(more) - 1);
-			e->len += sizeof(more) - 1;
-		}
-		e->buf[e->len] = '\0';
+	sep = e->len ? 1 : 0;
+	n = strlen(msg);
+	room = e->cap - 1 - e->len; /* bytes left before the NUL */
+	if (sep + n > room) {
+		/* cut on a byte boundary: messages carry only sanitized ASCII */
 		e->full = 1;
-		return;
+		if (room < sep + sizeof(more))
+			return;
+		n = room - sep - (sizeof(more) - 1);
 	}
-	if (e->len)
+	if (sep)
 		e->buf[e->len++] = '\n';
-	memcpy(e->buf + e->len, msg, strlen(msg));
-	e->len += strlen(msg);
+	memcpy(e->buf + e->len, msg, n);
+	e->len += n;
+	if (e->full) {
+		memcpy(e->buf + e->len, more, sizeof(more) - 1);
+		e->len += sizeof(more) - 1;
+	}
 	e->buf[e->len] = '\0';
 }
 
@@ -95,20 +92,19 @@ static void errlist_add(struct errlist *e, const char *msg)
  * never carry a control sequence to a terminal or a log. */
 static void sanitize(char *out, size_t outlen, const char *s, size_t n)
 {
-	size_t i, o = 0;
+	size_t keep = n, o;
 
 	if (outlen == 0)
 		return;
-	for (i = 0; i < n && o + 1 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (o + 4 >= outlen && i + 1 < n) {
-			while (o + 4 > outlen - 1 && o > 0)
-				o--;
-			memcpy(out + o, "...", 3);
-			o += 3;
-			break;
-		}
-		out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	if (n > outlen - 1)
+		keep = outlen > 4 ? outlen - 4 : 0;
+	for (o = 0; o < keep; o++) {
+		unsigned char c = (unsigned char)s[o];
+		out[o] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	if (keep < n && outlen > 4) {
+		memcpy(out + o, "...", 3);
+		o += 3;
 	}
 	out[o] = '\0';
 }
@@ -374,7 +370,6 @@ static int fp_value(struct fparse *p, size_t start, size_t end, int star)
 {
 	const char *s = p->s;
 	size_t i = start, run = start;
-	int stars = 0;
 	int prev_star = 0;
 
 	while (i < end) {
@@ -394,7 +389,6 @@ static int fp_value(struct fparse *p, size_t start, size_t end, int star)
 			if (!utf8_valid((const unsigned char *)s + run, i - run))
 				return fp_fail(p, run, "value is not valid UTF-8");
 			run = i + 1;
-			stars++;
 			prev_star = 1;
 			i++;
 			continue;

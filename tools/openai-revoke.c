@@ -53,11 +53,14 @@ static char *env_key;
 static volatile sig_atomic_t stop_requested;
 static struct worker *volatile run_worker;
 
+static void progress_clear(void);
+
 __attribute__((format(printf, 1, 2)))
 static void errmsg(const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_clear();
 	fflush(stdout);
 	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
@@ -96,6 +99,26 @@ static void print_clean(FILE *fp, const char *s, size_t max)
 		fputc(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s, fp);
 	if (*s)
 		fputs("...", fp);
+}
+
+/* A progress line for long work, only when a person watches stderr; it is
+ * cleared before anything else is printed. */
+static int progress_shown;
+
+static void progress_clear(void)
+{
+	if (progress_shown) {
+		fputs("\r\033[K", stderr);
+		progress_shown = 0;
+	}
+}
+
+static void progress(const char *what, int done, int total)
+{
+	if (total < 5 || !isatty(STDERR_FILENO))
+		return;
+	fprintf(stderr, "\r%s %d/%d", what, done + 1, total);
+	progress_shown = 1;
 }
 
 /* ---- help ---------------------------------------------------------------- */
@@ -587,6 +610,7 @@ static int cmd_map(struct cli *cli, int argc, char **argv)
 		memset(&mr, 0, sizeof(mr));
 		memset(&res, 0, sizeof(res));
 		err[0] = '\0';
+		progress("map", i - optind, argc - optind);
 		if (o.json) {
 			jo = json_object();
 			json_set_str(jo, "user", user);
@@ -604,6 +628,7 @@ static int cmd_map(struct cli *cli, int argc, char **argv)
 			continue;
 		}
 		mapping_resolve(mp, oc, j, &mr, &res);
+		progress_clear();
 		if (mr.kind == MAPPING_FOUND)
 			prot = protected_by(cli->cfg, &mr.user);
 		if (jo) {
@@ -666,6 +691,7 @@ static int cmd_map(struct cli *cli, int argc, char **argv)
 		mapping_result_clear(&mr);
 		job_free(j);
 	}
+	progress_clear();
 	if (arr) {
 		json_dumpf(arr, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
@@ -772,6 +798,7 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 		int disabled = -1;
 
 		err[0] = '\0';
+		progress("looking up", i, n);
 		r = build_job(cli, &ld, argv[optind + i], &jobs[i], &disabled, err, sizeof(err));
 		if (r <= 0) {
 			errmsg("%s: %s", argv[optind + i], err);
@@ -782,6 +809,7 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 		if (disabled == 0)
 			errmsg("note: %s is not disabled in the directory", jobs[i]->dn);
 	}
+	progress_clear();
 	if (status != EXIT_OK) {
 		errmsg("revoke: nothing done");
 		goto out;

@@ -239,6 +239,69 @@ def test_verbose():
         ok("/organization/users" in r.err, "-v also accepted after the command")
 
 
+def test_tls():
+    with CliEnv(ldap=False, tls=True) as t:
+        r = t.run("check")
+        ok(re.search(r"^ok   API https://127\.0\.0\.1:\d+/v1", r.out, re.M),
+           "HTTPS API verified against ca_file")
+        conf = t.write_conf("noca.conf", ca_file=None)
+        r = t.run("check", conf=conf)
+        ok(r.rc == 1 and re.search(r"^FAIL API https://", r.out, re.M),
+           "without ca_file the test CA is not trusted: FAIL API, exit 1")
+    with CliEnv(ldap=False, tls="wronghost") as t:
+        r = t.run("check")
+        ok(r.rc == 1 and re.search(r"^FAIL API https://", r.out, re.M),
+           "a certificate for another host name: FAIL API")
+
+
+def test_options_after_command():
+    with CliEnv(ldap=False) as t:
+        r = t.run("check", "-c", t.conf, use_conf=False)
+        ok(r.out.startswith("ok   config %s\n" % t.conf), "-c accepted after the command")
+        r = t.run("check", "--config=" + t.conf, use_conf=False)
+        ok(r.out.startswith("ok   config %s\n" % t.conf), "--config=FILE too")
+        conf = t.write_conf("nopw.conf", ldap_binddn="cn=admin,dc=example,dc=com")
+        r = t.run("check", conf=conf)
+        ok(r.rc in (1, 2) and "ldap_bindpw_file" in r.out + r.err,
+           "ldap_binddn without ldap_bindpw_file is reported")
+
+
+def test_terminal():
+    """stderr a terminal: log lines there instead of syslog, and a progress
+    line for long work that is cleared before results and errors."""
+    import pty
+    import select
+    with CliEnv(ldap=False) as t:
+        users = ["u%d@example.com" % i for i in range(6)]
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([PROG, "-c", t.conf, "map"] + users, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=slave, env=t.env())
+            os.close(slave)
+            slave = None
+            out = p.communicate(timeout=60)[0].decode()
+            data = b""
+            while select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        err = data.decode("utf-8", "replace")
+        is_eq(p.returncode, 0, "map with stderr on a terminal exits 0")
+        is_eq(out.count("-> not a member"), 6, "the answers are on stdout")
+        ok("map 1/6" in err and "map 6/6" in err, "a progress line on the terminal")
+        ok("\r\x1b[K" in err, "and it is cleared")
+        ok("debug" in err, "log lines go to the terminal (log_level debug in this configuration)")
+        ok(t.key not in err, "never the key")
+
+
 sys.exit(run([
     ("version", test_version),
     ("help", test_help),
@@ -249,4 +312,7 @@ sys.exit(run([
     ("all good", test_check_all_good),
     ("failures", test_check_failures),
     ("verbose", test_verbose),
+    ("tls", test_tls),
+    ("terminal", test_terminal),
+    ("options after the command", test_options_after_command),
 ]))

@@ -436,7 +436,7 @@ static void mapping_refresh(struct mapping *m)
 			struct logline l;
 			logline_init(&l);
 			logline_add(&l, "map_file", m->path);
-			logline_add(&l, "action", "keep_previous");
+			logline_add(&l, "map_reload", "failed_keeping_previous");
 			logline_addi(&l, "entries", (long long)mapfile_size(m->map));
 			logline_add(&l, "error", strerror(errno));
 			log_line(LOG_ERR, &l);
@@ -456,7 +456,7 @@ static void mapping_refresh(struct mapping *m)
 			*nl = '\0';
 		logline_init(&l);
 		logline_add(&l, "map_file", m->path);
-		logline_add(&l, "action", "keep_previous");
+		logline_add(&l, "map_reload", "failed_keeping_previous");
 		logline_addi(&l, "entries", (long long)mapfile_size(m->map));
 		logline_add(&l, "error", err);
 		log_line(LOG_ERR, &l);
@@ -468,7 +468,7 @@ static void mapping_refresh(struct mapping *m)
 		struct logline l;
 		logline_init(&l);
 		logline_add(&l, "map_file", m->path);
-		logline_add(&l, "action", "reloaded");
+		logline_add(&l, "map_reload", "ok");
 		logline_addi(&l, "entries", (long long)mapfile_size(nm));
 		log_line(LOG_INFO, &l);
 	}

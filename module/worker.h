@@ -27,7 +27,18 @@ int worker_run(struct worker *w, int once);
 void worker_request_stop(struct worker *w);
 
 /* Process one job now, outside the spool (revoke --now).  Returns the outcome
- * name written in the audit line ("removed", "not_member", ...) via *outcome. */
+ * name written in the audit line ("removed", "not_member", ...) via *outcome.
+ * The return value says what the caller does with J:
+ *   WORKER_DONE   finished (removed, already_gone, not_member, exempt,
+ *                 would_remove): nothing to keep;
+ *   WORKER_QUEUE  retryable ("deferred": attempts, last_error and
+ *                 next_attempt are set) or stopped by the breaker ("held"):
+ *                 spool_enqueue it and the worker takes it from there;
+ *   WORKER_FAILED needs a person ("protected", "failed": last_error says why);
+ *   -1            invalid arguments. */
+#define WORKER_DONE 0
+#define WORKER_QUEUE 1
+#define WORKER_FAILED 2
 int worker_process_now(struct worker *w, struct job *j, const char **outcome);
 
 /* The spool handle the worker uses (for enqueue in the same process). */

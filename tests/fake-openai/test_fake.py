@@ -474,6 +474,11 @@ def t_rate_limit():
         f.config(rate_limit=0)
         got = [call(f, "GET", USERS + "/user-00001")[0] for _ in range(20)]
         is_eq(set(got), {200}, "rate_limit 0: off")
+        is_eq(f.config(latency=0.5)["latency"], 0.5, "latency set")
+        t0 = time.time()
+        st = call(f, "GET", USERS + "/user-00001")[0]
+        ok(st == 200 and time.time() - t0 >= 0.5, "latency: answered, not before 0.5 s")
+        f.config(latency=0)
         for bad in ({"rate_limit": -1}, {"max_limit": 0}, {"bogus": 1}, {"latency": "x"}):
             try:
                 f.config(**bad)

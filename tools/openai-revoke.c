@@ -48,6 +48,7 @@ struct cli {
 /* The key from OPENAI_ADMIN_KEY, copied and wiped from the environment at
  * start-up so it is not inherited and not readable in /proc/PID/environ. */
 static char *env_key;
+static const char *env_key_problem;  /* set: the variable was there but unusable */
 
 /* main() owns signals; the handler only raises flags. */
 static volatile sig_atomic_t stop_requested;
@@ -296,6 +297,10 @@ static int load_key(struct cli *cli, char *err, size_t errlen)
 {
 	if (cli->key)
 		return 0;
+	if (env_key_problem) {
+		snprintf(err, errlen, "OPENAI_ADMIN_KEY %s", env_key_problem);
+		return -1;
+	}
 	if (env_key) {
 		cli->key = secret_dup(env_key);
 		if (!cli->key) {
@@ -431,6 +436,23 @@ static void check_fail(struct check_state *st, int status, const char *fmt, ...)
 		st->worst = status;
 }
 
+static const char *const spool_subdirs[] = { "tmp", "queue", "deferred", "held", "failed" };
+
+/* spool_open creates what is missing; this says whether this user can also
+ * write where jobs go.  0, or 1 + the index of the first that fails. */
+static int spool_writable(const char *dir)
+{
+	char path[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(spool_subdirs) / sizeof(spool_subdirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, spool_subdirs[i]);
+		if (access(path, W_OK | X_OK) != 0)
+			return (int)i + 1;
+	}
+	return 0;
+}
+
 static int check_first_user(const struct openai_user *u, void *arg)
 {
 	(void)u;
@@ -483,6 +505,9 @@ static int cmd_check(struct cli *cli, int argc, char **argv)
 
 	if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0)
 		check_fail(&st, EXIT_FAIL, "spool %s: %s", cli->cfg->spool_dir, err);
+	else if ((r = spool_writable(cli->cfg->spool_dir)) != 0)
+		check_fail(&st, EXIT_FAIL, "spool %s: cannot write in %s/: %s", cli->cfg->spool_dir,
+		           r > 0 ? spool_subdirs[r - 1] : "?", strerror(errno));
 	else
 		check_ok("spool %s", cli->cfg->spool_dir);
 
@@ -1252,7 +1277,7 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 static void take_env_key(void)
 {
 	char *v = getenv("OPENAI_ADMIN_KEY");
-	char *start, *end;
+	char *start, *end, *p;
 	size_t n;
 
 	if (!v)
@@ -1265,16 +1290,26 @@ static void take_env_key(void)
 	                       end[-1] == '\r'))
 		end--;
 	n = (size_t)(end - start);
-	if (n > 0) {
+	/* The rules of the key file: it goes into an HTTP header. */
+	for (p = start; p < end && !env_key_problem; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			env_key_problem = "contains white space, control or non-ASCII characters";
+	if (n == 0)
+		env_key_problem = "is empty";
+	else if (n > 4096)
+		env_key_problem = "is longer than 4096 bytes";
+	if (!env_key_problem) {
 		char save = *end;
 		*end = '\0';
 		env_key = secret_dup(start);
 		*end = save;
+		if (!env_key)
+			env_key_problem = "cannot be copied (out of memory)";
 	}
 	{
-		volatile char *p = v;
-		while (*p)
-			*p++ = 'x';
+		volatile char *w = v;
+		while (*w)
+			*w++ = 'x';
 	}
 	unsetenv("OPENAI_ADMIN_KEY");
 }

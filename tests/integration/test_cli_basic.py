@@ -139,6 +139,13 @@ def test_check_key_file():
         ok(re.search(r"^ok   API ", r.out, re.M), "and the API accepts it")
         ok(re.search(r"^FAIL LDAP ", r.out, re.M) and r.rc == 1,
            "no directory: FAIL LDAP, exit 1 (not a configuration error)")
+        for bad, why in (("sk-a b", "white space"), ("sk-a\x01b", "control"), ("  \n", "empty"),
+                         ("sk-" + "a" * 5000, "longer")):
+            r = t.run("check", conf=conf, env={"OPENAI_ADMIN_KEY": bad})
+            ok(r.rc == 2 and re.search(r"^FAIL admin key: OPENAI_ADMIN_KEY .*%s" % why, r.out, re.M),
+               "an unusable OPENAI_ADMIN_KEY (%s): FAIL admin key, exit 2" % why)
+        r = t.run("check", conf=conf, env={"OPENAI_ADMIN_KEY": "  %s\n" % t.key})
+        ok(r.rc == 1 and "ok   API" in r.out, "surrounding white space is stripped")
         r = t.run("check", conf=conf, env={"OPENAI_ADMIN_KEY": "sk-wrong-key"})
         ok(r.rc == 1 and re.search(r"^FAIL API .*auth", r.out, re.M | re.I),
            "a wrong key: FAIL API with the auth class, exit 1")
@@ -229,6 +236,32 @@ def test_check_failures():
         ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
+def test_spool_not_writable():
+    """As a user who may read the spool but not write in it (root may
+    always write, so run as nobody when we are root)."""
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"):
+        ok(True, "# SKIP needs root and setpriv")
+        return
+    with CliEnv(ldap=False) as t:
+        r = t.run("check")
+        os.chmod(t.dir, 0o755)
+        os.chown(t.keyfile, 65534, 65534)
+        os.chown(t.logfile, 65534, 65534) if os.path.exists(t.logfile) else None
+        for d in [t.spool] + [os.path.join(t.spool, x) for x in os.listdir(t.spool)]:
+            if os.path.isdir(d):
+                os.chmod(d, 0o755)
+        e = t.env()
+        r = subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            PROG, "-c", t.conf, "check"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e, timeout=60)
+        out = r.stdout.decode()
+        t.outputs += [out, r.stderr.decode()]
+        ok(r.returncode == 1 and re.search(r"^FAIL spool .*(cannot write|Permission denied)", out, re.M),
+           "a spool this user cannot write in: FAIL spool, exit 1")
+        if r.returncode != 1:
+            diag(out + r.stderr.decode())
+
+
 def test_verbose():
     with CliEnv(ldap=False) as t:
         r = t.run("-v", "check", env={"OPENAI_ADMIN_KEY": t.key})
@@ -312,6 +345,7 @@ sys.exit(run([
     ("all good", test_check_all_good),
     ("failures", test_check_failures),
     ("verbose", test_verbose),
+    ("spool not writable", test_spool_not_writable),
     ("tls", test_tls),
     ("terminal", test_terminal),
     ("options after the command", test_options_after_command),

@@ -672,14 +672,14 @@ static void test_tls(void)
 	if (!ok(fakeorg_start(&f, FAKEORG_TLS) == 0, "tls: fake over HTTPS"))
 		goto out;
 	fakeorg_reset(f, "{\"users\":[{\"id\":\"user-t\",\"email\":\"t@example.com\",\"role\":\"owner\"}]}");
-	c = client_for(f, fakeorg_cafile(f), 1000, 5, NULL);
+	c = client_for(f, fakeorg_cafile(f), 1000, 30, NULL);
 	if (ok(c != NULL, "tls: client with the test CA")) {
 		is_int(openai_get_user(c, "user-t", &u, &r), OPENAI_OK, "tls: request over HTTPS");
 		is_str(u.role, "owner", "tls: answer read");
 		openai_user_clear(&u);
 		openai_client_free(c);
 	}
-	c = client_for(f, NULL, 1000, 5, NULL);
+	c = client_for(f, NULL, 1000, 30, NULL);
 	if (ok(c != NULL, "tls: client with the system store")) {
 		is_int(openai_get_user(c, "user-t", &u, &r), OPENAI_TRANSIENT,
 		       "tls: test CA not in the system store: refused");
@@ -689,7 +689,7 @@ static void test_tls(void)
 	is_int(fakeorg_spec_violations(f), 0, "tls: every request conforms to the API");
 
 	if (ok(fakeorg_start(&g, FAKEORG_TLS_UNTRUSTED) == 0, "tls: fake with a self-signed certificate")) {
-		c = client_for(g, fakeorg_cafile(f), 1000, 5, NULL);
+		c = client_for(g, fakeorg_cafile(f), 1000, 30, NULL);
 		if (c) {
 			is_int(openai_get_user(c, "user-t", &u, &r), OPENAI_TRANSIENT,
 			       "tls: untrusted certificate refused");
@@ -699,7 +699,7 @@ static void test_tls(void)
 		is_int(nrequests(g), 0, "tls: nothing reached the untrusted server");
 	}
 	if (ok(fakeorg_start(&h, FAKEORG_TLS_WRONGHOST) == 0, "tls: fake with a certificate for another host")) {
-		c = client_for(h, fakeorg_cafile(h), 1000, 5, NULL);
+		c = client_for(h, fakeorg_cafile(h), 1000, 30, NULL);
 		if (c) {
 			is_int(openai_get_user(c, "user-t", &u, &r), OPENAI_TRANSIENT,
 			       "tls: certificate for another name refused");

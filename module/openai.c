@@ -1113,7 +1113,9 @@ static int classify_curl(struct openai_client *c, CURLcode rc, struct openai_res
 }
 
 /* One request.  On return res is classified; for a 2xx the body is in
- * c->body (NUL-terminated) and the caller parses it. */
+ * c->body (NUL-terminated) and the caller parses it.  The one resend is
+ * libcurl's own: a reused keep-alive connection that closes before any byte
+ * of an answer gets the request once more on a fresh connection. */
 static int request(struct openai_client *c, const char *method, const char *url,
                    struct openai_result *res)
 {

@@ -1,6 +1,7 @@
 /* openai: a small, conservative client for OpenAI's Administration API
  * (organization users and invites), over libcurl and jansson.  One client
- * per thread; the rate limiter is shared by every client of the process.
+ * per thread; the rate limiter is shared by every client of the process
+ * (its rate is the api_rate of the client created last).
  * The client never retries: it classifies, and the worker decides. */
 #ifndef OR_OPENAI_H
 #define OR_OPENAI_H

@@ -708,6 +708,16 @@ static void test_tls(void)
 		is_int(nrequests(h), 0, "tls: nothing reached the wrong host");
 	}
 
+	if (f) {
+		/* A CA file that cannot be read: refused, never "verification off". */
+		c = client_for(f, "/nonexistent/ca.pem", 1000, 30, NULL);
+		if (c) {
+			is_int(openai_get_user(c, "user-t", &u, &r), OPENAI_TRANSIENT, "tls: unreadable ca_file fails");
+			note("badca", &r);
+			openai_client_free(c);
+		}
+	}
+
 	cfg = config_new_defaults();
 	free(cfg->api_url);
 	cfg->api_url = strdup("http://api.example.com/v1");
@@ -729,6 +739,55 @@ out:
 	fakeorg_stop(h);
 	fakeorg_stop(g);
 	fakeorg_stop(f);
+}
+
+/* ---- localhost and proxies ------------------------------------------------ */
+
+static void test_proxy(struct fakeorg *f)
+{
+	struct openai_client *c;
+	struct openai_result r;
+	struct openai_user u;
+	struct config *cfg;
+	char url[128], proxy[64], err[256] = "";
+
+	fakeorg_reset(f, "{\"users\":[{\"id\":\"user-1\",\"email\":\"one@example.com\"}]}");
+	/* a proxy that goes nowhere: plain HTTP to loopback must not use it */
+	setenv("http_proxy", "http://127.0.0.1:9", 1);
+	setenv("HTTPS_PROXY", "http://127.0.0.1:9", 1);
+	unsetenv("no_proxy");
+	unsetenv("NO_PROXY");
+	cfg = cfg_for(f, NULL, 1000, 5);
+	snprintf(url, sizeof(url), "http://localhost:%d/v1", fakeorg_port(f));
+	free(cfg->api_url);
+	cfg->api_url = strdup(url);
+	c = openai_client_new(cfg, FAKEORG_KEY, err, sizeof(err));
+	if (ok(c != NULL, "localhost: http:// accepted (%s)", err)) {
+		is_int(openai_get_user(c, "user-1", &u, &r), OPENAI_OK,
+		       "proxy: loopback HTTP goes direct, key never handed to a proxy");
+		openai_user_clear(&u);
+		openai_client_free(c);
+	}
+	config_free(cfg);
+
+	/* https:// follows the environment: here, the fake's plain port as the
+	 * proxy, which cannot tunnel; the failure shows the proxy was asked. */
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", fakeorg_port(f));
+	setenv("HTTPS_PROXY", proxy, 1);
+	cfg = config_new_defaults();
+	free(cfg->api_url);
+	cfg->api_url = strdup("https://api.invalid/v1");
+	cfg->http_timeout = 5;
+	c = openai_client_new(cfg, FAKEORG_KEY, err, sizeof(err));
+	if (ok(c != NULL, "proxy: https client")) {
+		is_int(openai_get_user(c, "user-1", &u, &r), OPENAI_TRANSIENT, "proxy: tunnel refused is transient");
+		contains(r.message, "CONNECT", "proxy: the environment's proxy was used");
+		note("proxy", &r);
+		openai_client_free(c);
+	}
+	config_free(cfg);
+	unsetenv("http_proxy");
+	unsetenv("HTTPS_PROXY");
 }
 
 /* ---- the log ---------------------------------------------------------- */
@@ -778,6 +837,7 @@ int main(void)
 	test_invites(f, c);
 	test_errors(f, c);
 	test_rate(f);
+	test_proxy(f);
 	is_int(fakeorg_spec_violations(f), 0, "every recorded request conforms to the API description");
 	test_tls();
 	test_log();

@@ -17,7 +17,13 @@
  *   spool_next_due need only fstatat; the record is read to confirm before a
  *   job is promoted.
  * - A record whose id differs from its file name is unreadable (the event id
- *   names the job in every log line). */
+ *   names the job in every log line).
+ * - The operator views (spool_list, spool_find) show an unreadable record as
+ *   a placeholder job: its id, created from the name, last_error saying why,
+ *   so that `queue list/show/drop` can still see and remove it.
+ * - Run as root on a spool owned by someone else (slapd's user), everything
+ *   the spool creates is given to that owner, or the worker could not read
+ *   what the command line queued. */
 #ifdef HAVE_CONFIG_H
 #include "or_build.h"
 #endif
@@ -42,8 +48,14 @@
 #define NSTATES 5
 #define STALE_TMP_SECONDS 3600
 /* The claim batch holds at most this many names (the oldest ones); a longer
- * queue is read again when the batch is used up. */
-#define BATCH_MAX 65536
+ * queue is read again when the batch is used up.  (The unit test shrinks it
+ * to exercise the cut.) */
+#ifndef SPOOL_BATCH_MAX
+#define SPOOL_BATCH_MAX 65536
+#endif
+/* Another process (an operator's retry) may add to queue/ while a batch is in
+ * hand: re-read at least this often. */
+#define BATCH_MAX_AGE_S 2
 
 static const char *const state_dirs[NSTATES] = {
 	"queue", "active", "deferred", "held", "failed"
@@ -55,11 +67,15 @@ struct spool {
 	int tmpfd;
 	int fd[NSTATES];
 	int lockfd;
+	int chown_to;        /* root on a foreign spool: give what we create away */
+	uid_t uid;
+	gid_t gid;
 
-	pthread_mutex_t mu;  /* the claim batch */
+	pthread_mutex_t mu;  /* the claim batch and the lock fd */
 	char (*batch)[JOB_ID_MAX];
 	size_t batch_len, batch_pos;
 	int batch_stale;
+	int64_t batch_time;  /* when the batch was read (seconds) */
 };
 
 static uint64_t name_counter;
@@ -125,7 +141,8 @@ static int valid_state(int st)
  * check it is ours to trust: a real directory, not a symlink, not writable
  * by group or others.  A directory we create is chmod'ed to 0700 so that its
  * mode does not depend on the umask. */
-static int open_dir(int at, const char *name, const char *shown, char *err, size_t errlen)
+static int open_dir(struct spool *s, int at, const char *name, const char *shown,
+                    char *err, size_t errlen)
 {
 	struct stat st;
 	int fd, created = 0;
@@ -161,6 +178,10 @@ static int open_dir(int at, const char *name, const char *shown, char *err, size
 		seterr(err, errlen, "spool: cannot chmod %s: %s", shown, strerror(errno));
 		goto fail;
 	}
+	if (created && s->chown_to && fchown(fd, s->uid, s->gid) != 0) {
+		seterr(err, errlen, "spool: cannot chown %s: %s", shown, strerror(errno));
+		goto fail;
+	}
 	if (!created && (st.st_mode & (S_IWGRP | S_IWOTH))) {
 		seterr(err, errlen, "spool: %s is writable by %s (mode %04o); "
 		       "it must be 0700 (chmod go-w)", shown,
@@ -177,6 +198,7 @@ fail:
 int spool_open(const char *dir, struct spool **out, char *err, size_t errlen)
 {
 	struct spool *s = NULL;
+	struct stat st;
 	char shown[4096];
 	int i;
 
@@ -204,16 +226,21 @@ int spool_open(const char *dir, struct spool **out, char *err, size_t errlen)
 		seterr(err, errlen, "spool: out of memory");
 		goto fail;
 	}
-	s->dirfd = open_dir(AT_FDCWD, dir, dir, err, errlen);
+	s->dirfd = open_dir(s, AT_FDCWD, dir, dir, err, errlen);
 	if (s->dirfd < 0)
 		goto fail;
+	if (geteuid() == 0 && fstat(s->dirfd, &st) == 0 && st.st_uid != 0) {
+		s->chown_to = 1;
+		s->uid = st.st_uid;
+		s->gid = st.st_gid;
+	}
 	snprintf(shown, sizeof(shown), "%s/tmp", dir);
-	s->tmpfd = open_dir(s->dirfd, "tmp", shown, err, errlen);
+	s->tmpfd = open_dir(s, s->dirfd, "tmp", shown, err, errlen);
 	if (s->tmpfd < 0)
 		goto fail;
 	for (i = 0; i < NSTATES; i++) {
 		snprintf(shown, sizeof(shown), "%s/%s", dir, state_dirs[i]);
-		s->fd[i] = open_dir(s->dirfd, state_dirs[i], shown, err, errlen);
+		s->fd[i] = open_dir(s, s->dirfd, state_dirs[i], shown, err, errlen);
 		if (s->fd[i] < 0)
 			goto fail;
 	}
@@ -299,7 +326,8 @@ static int write_tmp(struct spool *s, const char *tmpname, const char *buf, size
 	}
 	/* The umask may have taken bits away; it cannot have added any, but a
 	 * fixed mode keeps what an operator sees predictable. */
-	if (fchmod(fd, 0600) != 0 || write_all(fd, buf, len) != 0) {
+	if (fchmod(fd, 0600) != 0 || (s->chown_to && fchown(fd, s->uid, s->gid) != 0) ||
+	    write_all(fd, buf, len) != 0) {
 		e = errno;
 		seterr(err, errlen, "spool: cannot write %s/tmp/%s: %s", s->dir, tmpname,
 		       strerror(e));
@@ -427,6 +455,26 @@ static int load_job(int dirfd, const char *name, struct job **out, char *err, si
 	}
 	*out = j;
 	return 0;
+}
+
+/* For the operator views: an unreadable record as a job that says so. */
+static struct job *placeholder(const char *name, const char *why)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	char msg[600];
+	uint64_t ns = 0;
+
+	if (!j)
+		return NULL;
+	memcpy(j->id, name, strlen(name) + 1); /* a valid id: shorter than JOB_ID_MAX */
+	if (job_id_parse(name, &ns, NULL, NULL) == 0 && ns <= INT64_MAX)
+		j->created = (int64_t)ns;
+	snprintf(msg, sizeof(msg), "unreadable record: %s", why);
+	if (job_set(&j->last_error, msg) != 0) {
+		job_free(j);
+		return NULL;
+	}
+	return j;
 }
 
 /* rename that never replaces an existing file (a job found in two places is
@@ -633,20 +681,26 @@ out:
 int spool_lock(struct spool *s)
 {
 	struct stat st;
-	int fd;
+	int fd, rc = -1;
 
 	if (!s)
 		return -1;
-	if (s->lockfd >= 0)
-		return 1;
+	pthread_mutex_lock(&s->mu);
+	if (s->lockfd >= 0) {
+		rc = 1;
+		goto out;
+	}
 	fd = openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_msg(LOG_ERR, "spool: cannot open %s/lock: %s", s->dir, strerror(errno));
-		return -1;
+		goto out;
 	}
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) != 0600 &&
-	    st.st_uid == geteuid())
-		(void)fchmod(fd, 0600);
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid()) {
+		if ((st.st_mode & 07777) != 0600)
+			(void)fchmod(fd, 0600);
+		if (s->chown_to)
+			(void)fchown(fd, s->uid, s->gid);
+	}
 	for (;;) {
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			break;
@@ -654,22 +708,44 @@ int spool_lock(struct spool *s)
 			continue;
 		if (errno == EWOULDBLOCK) {
 			close(fd);
-			return 0;
+			rc = 0;
+			goto out;
 		}
 		log_msg(LOG_ERR, "spool: cannot lock %s/lock: %s", s->dir, strerror(errno));
 		close(fd);
-		return -1;
+		goto out;
 	}
 	s->lockfd = fd;
-	return 1;
+	/* Whatever this handle read before may be stale now. */
+	s->batch_stale = 1;
+	rc = 1;
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
 }
 
 void spool_unlock(struct spool *s)
 {
-	if (s && s->lockfd >= 0) {
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (s->lockfd >= 0) {
 		close(s->lockfd); /* releases the flock */
 		s->lockfd = -1;
 	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int locked(struct spool *s, const char *what)
+{
+	int fd;
+
+	pthread_mutex_lock(&s->mu);
+	fd = s->lockfd;
+	pthread_mutex_unlock(&s->mu);
+	if (fd < 0)
+		log_msg(LOG_ERR, "spool: %s without the spool lock refused (%s)", what, s->dir);
+	return fd >= 0;
 }
 
 /* ---- recovery and promotion ----------------------------------------- */
@@ -715,6 +791,9 @@ int spool_recover(struct spool *s)
 	int moved = 0, st;
 
 	if (!s)
+		return -1;
+	/* Without the lock, active/ may hold another worker's job in hand. */
+	if (!locked(s, "recover"))
 		return -1;
 	clean_tmp(s);
 	n = list_names(s, SPOOL_ACTIVE, (size_t)-1 / (2 * JOB_ID_MAX), &names);
@@ -843,12 +922,15 @@ int64_t spool_next_due(struct spool *s)
  * 1 with a name, 0 queue empty, -1 error.  Caller holds s->mu. */
 static int next_name(struct spool *s, char *name)
 {
-	if (s->batch_stale || s->batch_pos >= s->batch_len) {
+	int64_t now = now_s();
+
+	if (s->batch_stale || s->batch_pos >= s->batch_len ||
+	    now - s->batch_time >= BATCH_MAX_AGE_S || now < s->batch_time) {
 		char (*names)[JOB_ID_MAX] = NULL;
 		long n;
 
 		quarantine_foreign(s);
-		n = list_names(s, SPOOL_QUEUE, BATCH_MAX, &names);
+		n = list_names(s, SPOOL_QUEUE, SPOOL_BATCH_MAX, &names);
 		if (n < 0) {
 			log_msg(LOG_ERR, "spool: cannot read %s/queue: %s", s->dir, strerror(errno));
 			return -1;
@@ -858,6 +940,7 @@ static int next_name(struct spool *s, char *name)
 		s->batch_len = (size_t)n;
 		s->batch_pos = 0;
 		s->batch_stale = 0;
+		s->batch_time = now;
 		if (n == 0)
 			return 0;
 	}
@@ -874,6 +957,9 @@ int spool_claim(struct spool *s, struct job **out)
 	if (!s || !out)
 		return -1;
 	*out = NULL;
+	/* Two drainers would each take jobs the other then "recovers". */
+	if (!locked(s, "claim"))
+		return -1;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		rc = next_name(s, name);
@@ -1023,7 +1109,11 @@ int spool_list(struct spool *s, int state, spool_list_cb cb, void *arg)
 			if (lr != 0) {
 				log_msg(LOG_WARNING, "event=%s spool: unreadable job %s/%s/%s: %s",
 				        names[i], s->dir, state_dirs[st], names[i], err);
-				continue;
+				j = placeholder(names[i], err);
+				if (!j) {
+					rc = -1;
+					break;
+				}
 			}
 			rc = cb((enum spool_state)st, j, arg);
 			job_free(j);
@@ -1075,9 +1165,11 @@ int spool_find(struct spool *s, const char *id, enum spool_state *stp, struct jo
 		if (rc == -2)
 			return 0;
 		if (rc != 0) {
-			log_msg(LOG_ERR, "event=%s spool: unreadable job %s/%s/%s: %s", id, s->dir,
-			        state_dirs[st], id, err);
-			return -1;
+			log_msg(LOG_WARNING, "event=%s spool: unreadable job %s/%s/%s: %s", id,
+			        s->dir, state_dirs[st], id, err);
+			j = placeholder(id, err);
+			if (!j)
+				return -1;
 		}
 		*out = j;
 	}

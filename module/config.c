@@ -179,8 +179,12 @@ static void lower(char *s)
 
 /* --------------------------------------------------------------- secrets */
 
-/* A secret is preceded by its allocation size so that secret_free can wipe
- * every byte, whatever was written into the string since. */
+/* A secret is preceded by a marker and its allocation size, so that
+ * secret_free wipes every byte, whatever was written into the string since,
+ * and can tell a pointer that never came from secret_dup. */
+#define SECRET_MAGIC ((size_t)0x5ec12e7a5ec12e7aULL)
+#define SECRET_HDR (2 * sizeof(size_t))
+
 static void wipe(void *p, size_t n)
 {
 #ifdef HAVE_EXPLICIT_BZERO
@@ -192,33 +196,48 @@ static void wipe(void *p, size_t n)
 #endif
 }
 
+/* For the unit test only: sees the wiped bytes just before they are freed. */
+void (*config_secret_free_observer)(const unsigned char *p, size_t n);
+
 char *secret_dup(const char *s)
 {
-	size_t n, total;
+	size_t n, total, magic = SECRET_MAGIC;
 	unsigned char *p;
 
 	if (!s)
 		return NULL;
 	n = strlen(s);
-	total = sizeof(size_t) + n + 1;
+	if (n > ((size_t)-1) / 2)
+		return NULL;
+	total = SECRET_HDR + n + 1;
 	p = malloc(total);
 	if (!p)
 		return NULL;
-	memcpy(p, &total, sizeof(size_t));
-	memcpy(p + sizeof(size_t), s, n + 1);
-	return (char *)p + sizeof(size_t);
+	memcpy(p, &magic, sizeof(size_t));
+	memcpy(p + sizeof(size_t), &total, sizeof(size_t));
+	memcpy(p + SECRET_HDR, s, n + 1);
+	return (char *)p + SECRET_HDR;
 }
 
 void secret_free(char *s)
 {
 	unsigned char *p;
-	size_t total;
+	size_t total, magic;
 
 	if (!s)
 		return;
-	p = (unsigned char *)s - sizeof(size_t);
-	memcpy(&total, p, sizeof(size_t));
+	p = (unsigned char *)s - SECRET_HDR;
+	memcpy(&magic, p, sizeof(size_t));
+	memcpy(&total, p + sizeof(size_t), sizeof(size_t));
+	if (magic != SECRET_MAGIC || total < SECRET_HDR + 1) {
+		/* not ours: a caller bug, but never a crash inside a host; the
+		 * memory is not freed, as its start is unknown; wipe the text */
+		wipe(s, strlen(s));
+		return;
+	}
 	wipe(p, total);
+	if (config_secret_free_observer)
+		config_secret_free_observer(p, total);
 	free(p);
 }
 

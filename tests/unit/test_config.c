@@ -596,6 +596,20 @@ static void test_files(void)
 	ok(config_load(NULL, &c, e, sizeof(e)) == -1, "NULL path refused");
 }
 
+/* config.c's test hook: called with the secret's memory right before free */
+extern void (*config_secret_free_observer)(const unsigned char *p, size_t n);
+static size_t observed_n;
+static int observed_zero;
+
+static void observe_free(const unsigned char *p, size_t n)
+{
+	observed_n = n;
+	observed_zero = 1;
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			observed_zero = 0;
+}
+
 static int read_key_file(const char *content, size_t len, mode_t mode, char **key)
 {
 	char path[512];
@@ -688,6 +702,15 @@ static void test_key(void)
 	key = secret_dup("abc");
 	is_str(key, "abc", "secret_dup copies");
 	secret_free(key);
+
+	/* the key's memory is all zero when it goes back to malloc */
+	config_secret_free_observer = observe_free;
+	observed_n = 0;
+	ok(read_key_file(KEY "\n", strlen(KEY) + 1, 0600, &key) == 0, "key read for the wipe check");
+	secret_free(key);
+	ok(observed_n >= strlen(KEY) + 1, "secret_free saw the whole buffer (%zu bytes)", observed_n);
+	ok(observed_zero, "secret_free wiped every byte before free");
+	config_secret_free_observer = NULL;
 	secret_free(NULL);
 	ok(secret_dup(NULL) == NULL, "secret_dup(NULL)");
 }

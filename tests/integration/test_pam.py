@@ -174,6 +174,13 @@ def test_bind():
     lines = [l for l in env.log_lines() if "problem=directory" in l]
     is_eq(len(lines), 1, "one log line for the refused bind")
     ok(lines and "not-the-password" not in lines[0], "the password is not in it")
+    # SASL EXTERNAL over ldapi: the identity is the process's own uid.
+    env.clear()
+    env.service_file(["enforce", "ldap_uri=" + s.ldapi, "ldap_sasl_mech=EXTERNAL"])
+    res, _ = env.acct("dave")
+    is_eq((res, env.all_jobs()), ("PAM_ACCT_EXPIRED", 1), "SASL EXTERNAL over ldapi works")
+    if res != "PAM_ACCT_EXPIRED":
+        diag("\n".join(env.log_lines()))
 
 
 def test_config_errors():

@@ -142,6 +142,43 @@ def test_injection():
               "user name %r matches nothing and queues nothing" % name)
 
 
+def test_server_side_matching_rule():
+    # Active Directory's disabled bit, tested with the bitwise matching rule
+    # slapd also implements (integerBitAndMatch): only the server can.
+    env, s = state["env"], state["slapd"]
+    for uid, gid in (("frank", 514), ("gina", 512)):
+        s.add_person(uid, mail=uid + "@example.com", classes=("inetOrgPerson", "posixAccount"),
+                     extra={"uidNumber": "1%03d" % (gid - 500), "gidNumber": str(gid),
+                            "homeDirectory": "/home/" + uid})
+    env.clear()
+    env.service_file(["enforce", "disabled_filter=(gidNumber:1.2.840.113556.1.4.803:=2)"])
+    res, _ = env.acct("frank")
+    is_eq((res, [j.get("uid") for _, j in env.jobs()]), ("PAM_ACCT_EXPIRED", ["frank"]),
+          "bitwise matching rule in disabled_filter: bit set -> disabled, job queued")
+    env.clear()
+    res, _ = env.acct("gina")
+    is_eq((res, env.all_jobs()), ("PAM_IGNORE", 0), "bit clear -> active, nothing queued")
+    env.clear()
+    res, _ = env.acct("dave")
+    is_eq((res, env.all_jobs()), ("PAM_IGNORE", 0),
+          "the overriding disabled_filter replaced the file's (dave's lock no longer counts)")
+
+
+def test_bracketed_argument():
+    # pam.conf(5): an argument with spaces is written in brackets.
+    env, s = state["env"], state["slapd"]
+    s.modify(state["dns"]["dave"], [("add", "description", ["left the company"])])
+    env.clear()
+    env.service_file(["enforce", "user_filter=(&(objectClass=person)(description=left the company))"])
+    res, _ = env.acct("dave")
+    is_eq((res, env.all_jobs()), ("PAM_ACCT_EXPIRED", 1),
+          "an argument with spaces in brackets reaches the parser whole")
+    env.clear()
+    env.service_file(["enforce", "user_filter=(&(objectClass=person)(description=left the building))"])
+    res, _ = env.acct("dave")
+    is_eq((res, env.all_jobs()), ("PAM_IGNORE", 0), "... and is really used as the user_filter")
+
+
 def test_login_attribute_override():
     env = state["env"]
     env.clear()
@@ -293,6 +330,8 @@ def main():
                       ("disabled_no_enforce", test_disabled_no_enforce),
                       ("active_and_unknown", test_active_and_unknown),
                       ("injection", test_injection),
+                      ("matching_rule", test_server_side_matching_rule),
+                      ("bracketed_argument", test_bracketed_argument),
                       ("login_attribute", test_login_attribute_override),
                       ("bind", test_bind),
                       ("config_errors", test_config_errors),

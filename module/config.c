@@ -1463,6 +1463,13 @@ int config_parse_buffer(const char *name, const char *buf, size_t len,
 		}
 		kw = kl <= 64 ? keyword_find(k, kl) : NULL;
 		if (!kw) {
+			const char *eq = memchr(k, '=', kl);
+			if (eq && eq > k && keyword_find(k, (size_t)(eq - k))) {
+				format_msg(msg, sizeof(msg), name, lineno, k, (size_t)(eq - k),
+				           "separate the value with a blank, not '='");
+				errlist_add(&e, msg);
+				continue;
+			}
 			format_msg(msg, sizeof(msg), name, lineno, k, kl, "unknown keyword");
 			errlist_add(&e, msg);
 			continue;
@@ -1546,6 +1553,14 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 	}
 	if (!S_ISREG(st.st_mode)) {
 		format_msg(msg, sizeof(msg), path, 0, NULL, 0, "not a regular file");
+		errf(err, errlen, "%s", msg);
+		goto out;
+	}
+	/* whoever can write it can point api_url elsewhere and catch the key */
+	if (st.st_mode & S_IWOTH) {
+		snprintf(eb, sizeof(eb), "mode %04o is too open: the configuration must not be writable by others (chmod o-w)",
+		         (unsigned)(st.st_mode & 07777));
+		format_msg(msg, sizeof(msg), path, 0, NULL, 0, eb);
 		errf(err, errlen, "%s", msg);
 		goto out;
 	}

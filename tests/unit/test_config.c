@@ -272,6 +272,9 @@ static void test_values(void)
 static void test_invalid(void)
 {
 	bad(BASE "frobnicate yes\n", "t.conf:2: frobnicate: unknown keyword", "unknown keyword");
+	bad(BASE "dry_run=yes\n", "t.conf:2: dry_run: separate the value with a blank, not '='", "keyword=value");
+	bad(BASE "dry_run= yes\n", "t.conf:2: dry_run: separate the value with a blank", "keyword= value");
+	bad(BASE "dry_runs yes\n", "t.conf:2: dry_runs: unknown keyword", "near-miss keyword");
 	bad(BASE "api_rate 5\napi_rate 6\n", "t.conf:3: api_rate: duplicate keyword (first set on line 2)",
 	    "duplicate keyword");
 	bad(BASE "dry_run\n", "t.conf:2: dry_run: missing value", "missing value");
@@ -554,6 +557,15 @@ static void test_files(void)
 		snprintf(want, sizeof(want), "%s:2: dry_run: not a boolean", path);
 		contains(e, want, "  message is FILE:LINE: keyword:");
 	}
+
+	path_in_tmp(path, sizeof(path), "open.conf");
+	write_file(path, BASE, strlen(BASE), 0666);
+	ok(config_load(path, &c, e, sizeof(e)) == -1 && !c, "world-writable configuration refused");
+	contains(e, "open.conf: mode 0666 is too open: the configuration must not be writable by others", "  message names the mode");
+	chmod(path, 0664);
+	ok(config_load(path, &c, e, sizeof(e)) == 0 && c, "group-writable configuration accepted");
+	config_free(c);
+	c = NULL;
 
 	path_in_tmp(path, sizeof(path), "missing.conf");
 	ok(config_load(path, &c, e, sizeof(e)) == -1 && !c, "missing file refused");

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mapping.h"
 #include "openai.h"
+#include "reconcile.h"
 #include "spool.h"
 #include "worker.h"
 
@@ -139,6 +140,9 @@ static const char usage_main[] =
 	"  queue [list | show ID | retry ID | release [ID] | drop ID]\n"
 	"                                 look at and act on the spool\n"
 	"  run [--once]                   drain the spool in the foreground\n"
+	"  reconcile [--apply [--include-absent]] [--all] [--json]\n"
+	"                                 members of the organization whose account is\n"
+	"                                 disabled or absent\n"
 	"\n"
 	"Options:\n"
 	"  -c, --config FILE   configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -209,13 +213,30 @@ static const char usage_run[] =
 	"Exit 0 when stopped or done; 1 when a job was deferred, held or failed, or\n"
 	"(with --once) another worker holds the spool lock.\n";
 
+static const char usage_reconcile[] =
+	"Usage: " PROG " [-c FILE] reconcile [--apply [--include-absent]] [--all] [--json]\n"
+	"\n"
+	"Read every member of the organization and every account of the directory\n"
+	"(paged), and classify each member: disabled (the account is disabled),\n"
+	"absent (no account maps to it), protected, exempt, active.  A table of the\n"
+	"members that need attention, with a summary; changes nothing unless --apply.\n"
+	"\n"
+	"  --apply            queue a removal for each disabled member (the worker's\n"
+	"                     policies still apply when the jobs run)\n"
+	"  --include-absent   with --apply, absent members too\n"
+	"  --all              list active members as well\n"
+	"  --json             print a JSON object (members, summary)\n"
+	"\n"
+	"Exit 0 when both sides were read completely (and the jobs queued), 1 when\n"
+	"either could not be read (nothing is then queued).\n";
+
 /* ---- option parsing --------------------------------------------------- */
 
-enum { OPT_NOW = 256, OPT_DRY_RUN, OPT_JSON, OPT_ONCE };
+enum { OPT_NOW = 256, OPT_DRY_RUN, OPT_JSON, OPT_ONCE, OPT_APPLY, OPT_ALL, OPT_ABSENT };
 
 /* Per-command options, plus -c/-v accepted after the command too. */
 struct cmd_opts {
-	int now, dry_run, json, once;
+	int now, dry_run, json, once, apply, all, absent;
 };
 
 static int parse_cmd_opts(struct cli *cli, const char *cmd, const char *usage,
@@ -258,6 +279,15 @@ static int parse_cmd_opts(struct cli *cli, const char *cmd, const char *usage,
 			break;
 		case OPT_ONCE:
 			o->once = 1;
+			break;
+		case OPT_APPLY:
+			o->apply = 1;
+			break;
+		case OPT_ALL:
+			o->all = 1;
+			break;
+		case OPT_ABSENT:
+			o->absent = 1;
 			break;
 		default:
 			if (optopt && optopt < 256)
@@ -1216,6 +1246,113 @@ out:
 	return status;
 }
 
+/* ---- reconcile ------------------------------------------------------------ */
+
+static int cmd_reconcile(struct cli *cli, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "apply", no_argument, NULL, OPT_APPLY },
+		{ "include-absent", no_argument, NULL, OPT_ABSENT },
+		{ "all", no_argument, NULL, OPT_ALL },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cmd_opts o;
+	char err[ERRLEN];
+	struct reconcile rec;
+	struct openai_client *oc = NULL;
+	struct mapfile *mf = NULL;
+	struct spool *sp = NULL;
+	struct openai_result res;
+	LDAP *ld = NULL;
+	int r, status = EXIT_FAIL;
+
+	memset(&rec, 0, sizeof(rec));
+	r = parse_cmd_opts(cli, "reconcile", usage_reconcile, argc, argv, extra, &o);
+	if (r)
+		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	if (optind < argc) {
+		errmsg("reconcile: unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (o.absent && !o.apply) {
+		errmsg("reconcile: --include-absent goes with --apply");
+		return EXIT_USAGE;
+	}
+	if (load_config(cli) < 0)
+		return EXIT_USAGE;
+	if (load_key(cli, err, sizeof(err)) < 0) {
+		errmsg("admin key: %s", err);
+		return EXIT_USAGE;
+	}
+	if (cli->cfg->map_file &&
+	    mapfile_load(cli->cfg->map_file, &mf, err, sizeof(err)) < 0) {
+		errlines(err);
+		return EXIT_USAGE;
+	}
+	if (openai_global_init() < 0 ||
+	    !(oc = openai_client_new(cli->cfg, cli->key, err, sizeof(err)))) {
+		errmsg("API: %s", err);
+		status = EXIT_USAGE;
+		goto out;
+	}
+	/* Open the spool before reading anything, so --apply cannot fail
+	 * after a long read for a reason known at the start. */
+	if (o.apply && spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0) {
+		errmsg("spool %s: %s", cli->cfg->spool_dir, err);
+		goto out;
+	}
+	rec.progress = isatty(STDERR_FILENO) && !cli->verbose;
+	if (directory_connect(cli->cfg, &ld, err, sizeof(err)) < 0) {
+		errmsg("directory: %s", err);
+		goto out;
+	}
+	if (reconcile_read_directory(&rec, ld, cli->cfg, mf, err, sizeof(err)) < 0) {
+		errmsg("directory: %s", err);
+		goto out;
+	}
+	memset(&res, 0, sizeof(res));
+	if (reconcile_read_org(&rec, oc, &res) != OPENAI_OK) {
+		errmsg("organization: %s: %s", openai_status_name(res.status), res.message);
+		goto out;
+	}
+	if (reconcile_classify(&rec, cli->cfg, mf, err, sizeof(err)) < 0) {
+		errmsg("reconcile: %s", err);
+		goto out;
+	}
+	progress_clear();
+	if (o.json) {
+		if (reconcile_print_json(&rec, stdout, o.all) < 0) {
+			errmsg("reconcile: cannot print the JSON answer");
+			goto out;
+		}
+	} else {
+		reconcile_print_table(&rec, stdout, o.all);
+	}
+	if (o.apply) {
+		size_t queued = 0;
+
+		r = reconcile_apply(&rec, sp, o.absent, &queued, err, sizeof(err));
+		if (r < 0) {
+			errmsg("reconcile: queued %zu, then: %s", queued, err);
+			goto out;
+		}
+		fprintf(o.json ? stderr : stdout, "queued %zu job%s\n", queued, queued == 1 ? "" : "s");
+	}
+	status = EXIT_OK;
+out:
+	reconcile_clear(&rec);
+	if (ld)
+		directory_close(ld);
+	if (sp)
+		spool_close(sp);
+	if (mf)
+		mapfile_free(mf);
+	if (oc)
+		openai_client_free(oc);
+	return status;
+}
+
 /* ---- run ----------------------------------------------------------------- */
 
 static void on_stop_signal(int sig)
@@ -1394,6 +1531,8 @@ int main(int argc, char **argv)
 		status = cmd_queue(&cli, argc, argv);
 	else if (strcmp(cmd, "run") == 0)
 		status = cmd_run(&cli, argc, argv);
+	else if (strcmp(cmd, "reconcile") == 0)
+		status = cmd_reconcile(&cli, argc, argv);
 	else if (strcmp(cmd, "help") == 0) {
 		fputs(usage_main, stdout);
 		status = EXIT_OK;

@@ -33,12 +33,11 @@ def test_version():
 def test_help():
     r = bare("--help")
     is_eq(r.rc, 0, "--help exits 0")
-    for cmd in ("check", "map", "revoke", "queue", "run", "-c, --config", "-v, --verbose",
+    for cmd in ("check", "map", "revoke", "queue", "run", "reconcile", "-c, --config", "-v, --verbose",
                 "OPENAI_ADMIN_KEY"):
         ok(cmd in r.out, "--help mentions %s" % cmd)
-    ok("reconcile" not in r.out, "--help does not offer reconcile (not implemented)")
     ok(r.err == "", "--help writes nothing on stderr")
-    for cmd in ("check", "map", "revoke", "queue", "run"):
+    for cmd in ("check", "map", "revoke", "queue", "run", "reconcile"):
         r = bare(cmd, "--help")
         ok(r.rc == 0 and r.out.startswith("Usage: openai-revoke") and (" %s" % cmd) in r.out,
            "%s --help exits 0 with its usage" % cmd)
@@ -65,6 +64,10 @@ def test_usage_errors():
         (("queue", "list", "x"), "queue list with an argument"),
         (("queue", "show", "a", "b"), "queue with too many arguments"),
         (("run", "now"), "run with an argument"),
+        (("run", "--twice"), "unknown run option"),
+        (("reconcile", "--bogus"), "unknown reconcile option"),
+        (("reconcile", "extra"), "reconcile with an argument"),
+        (("reconcile", "--include-absent"), "reconcile --include-absent without --apply"),
     ]
     for args, what in cases:
         r = bare("-c", "/nonexistent/openai-revoke.conf", *args)

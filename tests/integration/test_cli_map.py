@@ -161,8 +161,47 @@ def test_ldap_down():
         ok(r.rc == 1 and t.spool_files("queue") == [], "revoke of a uid without directory: nothing queued")
 
 
+def test_reconcile_cli():
+    """The command-line side of reconcile (the classification itself is
+    tested in test_reconcile.py)."""
+    with CliEnv() as t:
+        setup(t)
+        r = t.run("reconcile")
+        ok(r.rc == 0 and re.search(r"user-locked .*disabled", r.out), "reconcile lists the disabled member")
+        ok(t.spool_files("queue") == [], "and queues nothing without --apply")
+        r = t.run("reconcile", "--json", "--apply")
+        try:
+            doc = json.loads(r.out)
+        except ValueError:
+            doc = None
+        ok(r.rc == 0 and isinstance(doc, dict) and "summary" in doc,
+           "--json --apply: stdout stays one JSON document")
+        ok("queued 1 job" in r.err, "and the count goes to stderr")
+        is_eq(len(t.spool_files("queue")), 1, "one job queued")
+        r = t.run("reconcile", "--apply")
+        ok(r.rc == 0 and r.out.rstrip().endswith("queued 1 job"), "the table ends with the count")
+
+        os.chmod(t.keyfile, 0o644)
+        r = t.run("reconcile")
+        ok(r.rc == 2 and "admin key" in r.err, "a world-readable key: exit 2")
+        os.chmod(t.keyfile, 0o600)
+        t.write_file("badmap", "only-one-field\n", 0o644)
+        conf = t.write_conf("badmap.conf", map_file=t.path("badmap"))
+        r = t.run("reconcile", conf=conf)
+        ok(r.rc == 2 and "badmap:1:" in r.err, "a broken map file: exit 2 with FILE:LINE")
+        os.chmod(t.spool, 0o777)
+        t.fake.clear_requests()
+        r = t.run("reconcile", "--apply")
+        ok(r.rc == 1 and "spool" in r.err, "--apply with an unusable spool: exit 1")
+        ok(t.fake.requests() == [], "refused before reading anything")
+        os.chmod(t.spool, 0o700)
+        ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
+
+
 sys.exit(run([
     ("map", test_map),
     ("injection", test_injection),
     ("ldap down", test_ldap_down),
+    ("reconcile", test_reconcile_cli),
 ]))

@@ -369,6 +369,29 @@ fail:
 	return -1;
 }
 
+/* Text from outside (a file name, a parser message quoting the record) made
+ * safe for one log line: control and non-ASCII bytes become \xNN, and for
+ * names (strict) quotes and backslashes too. */
+static const char *printable(const char *in, char *out, size_t outlen, int strict)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (; *in && o + 5 < outlen; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (c < 0x20 || c >= 0x7f || (strict && (c == '"' || c == '\\'))) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* Read a whole record, refusing anything that is not a small regular file. */
 static int read_file(int dirfd, const char *name, char **out, size_t *outlen,
                      char *err, size_t errlen)
@@ -446,8 +469,16 @@ static int load_job(int dirfd, const char *name, struct job **out, char *err, si
 		return rc;
 	j = job_from_json(buf, len, err, errlen);
 	free(buf);
-	if (!j)
+	if (!j) {
+		/* jansson quotes the text near a syntax error: keep it one line */
+		char clean[512];
+
+		if (err && errlen) {
+			printable(err, clean, sizeof(clean), 0);
+			seterr(err, errlen, "%s", clean);
+		}
 		return -1;
+	}
 	if (strcmp(j->id, name) != 0) {
 		seterr(err, errlen, "record id \"%s\" does not match the file name", j->id);
 		job_free(j);
@@ -591,12 +622,15 @@ static void quarantine_foreign(struct spool *s)
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.' || job_id_valid(de->d_name))
 			continue;
+		char shown[4 * 256 + 1];
+
+		printable(de->d_name, shown, sizeof(shown), 1);
 		if (move_noreplace(s->fd[SPOOL_QUEUE], s->fd[SPOOL_FAILED], de->d_name) == 0)
 			log_msg(LOG_ERR, "spool: moved %s/queue/%s to failed/: "
-			        "not a job file name (<ns>-<pid>-<counter>)", s->dir, de->d_name);
+			        "not a job file name (<ns>-<pid>-<counter>)", s->dir, shown);
 		else
 			log_msg(LOG_ERR, "spool: cannot move %s/queue/%s to failed/: %s",
-			        s->dir, de->d_name, strerror(errno));
+			        s->dir, shown, strerror(errno));
 	}
 	closedir(d);
 }
@@ -1150,20 +1184,25 @@ int spool_find(struct spool *s, const char *id, enum spool_state *stp, struct jo
 {
 	struct job *j = NULL;
 	char err[512];
-	int st;
+	int st, tries;
 
 	if (out)
 		*out = NULL;
 	if (!s || check_id(id) != 0)
 		return -1;
-	st = locate(s, id);
-	if (st < 0)
-		return 0;
-	if (out) {
-		int rc = load_job(s->fd[st], id, &j, err, sizeof(err));
+	/* The worker may move the job between the look and the read: look
+	 * again a few times before calling it gone. */
+	for (tries = 0; tries < 3; tries++) {
+		int rc;
 
-		if (rc == -2)
+		st = locate(s, id);
+		if (st < 0)
 			return 0;
+		if (!out)
+			break;
+		rc = load_job(s->fd[st], id, &j, err, sizeof(err));
+		if (rc == -2)
+			continue;
 		if (rc != 0) {
 			log_msg(LOG_WARNING, "event=%s spool: unreadable job %s/%s/%s: %s", id,
 			        s->dir, state_dirs[st], id, err);
@@ -1172,71 +1211,83 @@ int spool_find(struct spool *s, const char *id, enum spool_state *stp, struct jo
 				return -1;
 		}
 		*out = j;
+		break;
 	}
+	if (tries == 3)
+		return 0;
 	if (stp)
 		*stp = (enum spool_state)st;
 	return 1;
 }
 
+/* Operator moves rename first (atomic: a crash never leaves the job in two
+ * states), then fix up the record in place: a job released or retried into
+ * queue/ starts with next_attempt 0, a job moved to deferred/ gets its mtime. */
 int spool_move_id(struct spool *s, const char *id, enum spool_state to)
 {
 	struct job *j = NULL;
 	char err[512];
-	int from, rc;
+	int from = -1, rc, tries;
 
-	if (!s || check_id(id) != 0 || !valid_state((int)to) || to == SPOOL_ACTIVE) {
-		if (s && valid_state((int)to) && to == SPOOL_ACTIVE)
-			log_msg(LOG_ERR, "spool: jobs cannot be moved into active/ by hand");
+	if (!s || check_id(id) != 0 || !valid_state((int)to))
+		return -1;
+	if (to == SPOOL_ACTIVE) {
+		log_msg(LOG_ERR, "event=%s spool: jobs cannot be moved into active/ by hand", id);
 		return -1;
 	}
-	from = locate(s, id);
-	if (from < 0)
-		return 0;
-	if (from == SPOOL_ACTIVE) {
-		log_msg(LOG_ERR, "event=%s spool: the job is being processed (active/); "
-		        "try again later", id);
-		return -1;
-	}
-	rc = load_job(s->fd[from], id, &j, err, sizeof(err));
-	if (rc == -2)
-		return 0;
-	if (rc != 0) {
-		/* Nothing to rewrite: move the file as it is (claim sends it back to
-		 * failed/ with the reason if it is still unreadable). */
+	for (tries = 0; tries < 3; tries++) {
+		from = locate(s, id);
+		if (from < 0)
+			return 0;
+		if (from == SPOOL_ACTIVE) {
+			log_msg(LOG_ERR, "event=%s spool: the job is being processed (active/); "
+			        "try again later", id);
+			return -1;
+		}
 		if (from == (int)to)
-			return 1;
-		if (renameat(s->fd[from], id, s->fd[to], id) != 0) {
-			if (errno == ENOENT)
-				return 0;
-			log_msg(LOG_ERR, "event=%s spool: cannot move %s/ to %s/: %s", id,
-			        state_dirs[from], state_dirs[to], strerror(errno));
-			return -1;
-		}
-		(void)fsync(s->fd[to]);
-		if (to == SPOOL_QUEUE)
-			mark_stale(s);
-		return 1;
-	}
-	if (to == SPOOL_QUEUE)
-		j->next_attempt = 0;
-	if (write_state(s, j, to, err, sizeof(err)) != 0) {
-		log_msg(LOG_ERR, "event=%s spool: cannot move the job into %s/: %s", id,
-		        state_dirs[to], err);
-		job_free(j);
+			break;
+		if (move_noreplace(s->fd[from], s->fd[to], id) == 0)
+			break;
+		if (errno == ENOENT)
+			continue; /* moved meanwhile: look again */
+		log_msg(LOG_ERR, "event=%s spool: cannot move %s/ to %s/: %s", id, state_dirs[from],
+		        state_dirs[to], strerror(errno));
 		return -1;
 	}
-	job_free(j);
-	if (from != (int)to) {
-		if (unlinkat(s->fd[from], id, 0) != 0 && errno != ENOENT) {
-			log_msg(LOG_ERR, "event=%s spool: cannot remove %s/%s: %s", id,
-			        state_dirs[from], id, strerror(errno));
-			return -1;
-		}
-		(void)fsync(s->fd[from]);
+	if (tries == 3)
+		return 0;
+	if (from != (int)to && (fsync(s->fd[to]) != 0 || fsync(s->fd[from]) != 0)) {
+		log_msg(LOG_ERR, "event=%s spool: cannot fsync %s: %s", id, s->dir, strerror(errno));
+		return -1;
 	}
 	if (to == SPOOL_QUEUE)
 		mark_stale(s);
-	return 1;
+	rc = load_job(s->fd[to], id, &j, err, sizeof(err));
+	if (rc != 0)
+		return 1; /* gone meanwhile, or unreadable: claim deals with it */
+	rc = 1;
+	if (to == SPOOL_QUEUE && j->next_attempt != 0) {
+		j->next_attempt = 0;
+		if (write_state(s, j, to, err, sizeof(err)) != 0) {
+			log_msg(LOG_ERR, "event=%s spool: moved to queue/ but cannot reset "
+			        "next_attempt: %s", id, err);
+			rc = -1;
+		}
+	} else if (to == SPOOL_DEFERRED) {
+		struct timespec ts[2];
+
+		ts[0].tv_sec = 0;
+		ts[0].tv_nsec = UTIME_OMIT;
+		ts[1].tv_sec = (time_t)j->next_attempt;
+		ts[1].tv_nsec = 0;
+		if (utimensat(s->fd[to], id, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+			log_msg(LOG_ERR, "event=%s spool: cannot set the time of deferred/%s: %s", id,
+			        id, strerror(errno));
+			rc = -1;
+		}
+	}
+	job_free(j);
+	return rc;
 }
 
 int spool_drop_id(struct spool *s, const char *id)

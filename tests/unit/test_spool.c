@@ -609,6 +609,9 @@ static void test_bad_records(void)
 	write_file(pathf(p, sizeof(p), "%s/queue/notajob", dir), "{}");
 	write_file(pathf(p, sizeof(p), "%s/queue/.1-1-6.swp", dir), "{}");
 	mkdir(pathf(p, sizeof(p), "%s/queue/1-1-7", dir), 0700);
+	/* log forging attempts: a newline in a file name, and in a record */
+	write_file(pathf(p, sizeof(p), "%s/queue/evil\nforged=1", dir), "{}");
+	write_file(pathf(p, sizeof(p), "%s/queue/1-1-8", dir), "{\"version\":1,\"dn\":\"x\nforged=2\"}");
 	j = mkjob("good");
 	spool_enqueue(s, j, err, sizeof(err));
 	testlog_clear();
@@ -628,10 +631,15 @@ static void test_bad_records(void)
 	ok(exists(dir, "queue", ".1-1-6.swp"), "dot file in queue/ left alone");
 	ok(exists(dir, "failed", "1-1-7"), "a directory with a job name: moved to failed/");
 	ok(!exists(dir, "queue", "1-1-1") && !exists(dir, "active", "1-1-1"), "nothing left behind");
+	ok(exists(dir, "failed", "evil\nforged=1"), "a name with a newline: moved to failed/");
+	ok(!strstr(log, "\nforged=1"), "  its newline does not reach the log");
+	contains(log, "evil\\x0aforged=1", "  it is escaped");
+	ok(exists(dir, "failed", "1-1-8"), "a record with a raw newline in a string: moved to failed/");
+	ok(!strstr(log, "\nforged=2"), "  the parser's quote of it does not break the log line");
 	job_free(c);
 	c = NULL;
 	is_int(spool_claim(s, &c), 0, "queue now empty");
-	is_int(spool_count(s, SPOOL_FAILED), 5, "count ignores the foreign name");
+	is_int(spool_count(s, SPOOL_FAILED), 6, "count ignores the foreign names");
 	job_free(j);
 	spool_close(s);
 }
@@ -876,6 +884,18 @@ static void test_operator(void)
 	f = NULL;
 	is_int(spool_move_id(s, j[3]->id, SPOOL_QUEUE), 1, "retry a failed job");
 	is_int(spool_count(s, SPOOL_QUEUE), 4, "all four queued");
+	/* into deferred/ by hand: the mtime follows the record */
+	{
+		struct job *k = mkjob("defer-by-hand");
+
+		k->next_attempt = 0;
+		spool_enqueue(s, k, err, sizeof(err));
+		is_int(spool_move_id(s, k->id, SPOOL_DEFERRED), 1, "move a queued job into deferred/");
+		ok(mtime_of(dir, "deferred", k->id) == 0, "  its mtime is its next_attempt (0: due)");
+		is_int(spool_promote_due(s, now), 1, "  and promotion takes it back");
+		is_int(spool_drop_id(s, k->id), 1, "  drop it");
+		job_free(k);
+	}
 	is_int(spool_move_id(s, j[0]->id, SPOOL_QUEUE), 1, "moving to its own state is fine");
 	is_int(spool_count(s, SPOOL_QUEUE), 4, "  still four");
 	is_int(spool_move_id(s, "1-2-3", SPOOL_QUEUE), 0, "move an absent id: 0");

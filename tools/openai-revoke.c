@@ -62,13 +62,23 @@ static void errmsg(const char *fmt, ...)
 {
 	va_list ap;
 
+	char buf[4096];
+	unsigned char *p;
+	int n;
+
 	progress_clear();
 	fflush(stdout);
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n < 0)
+		snprintf(buf, sizeof(buf), "(unprintable message)");
+	/* Messages echo USER arguments and API answers: one line each,
+	 * nothing a terminal would interpret. */
+	for (p = (unsigned char *)buf; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	fprintf(stderr, PROG ": %s%s\n", buf, n >= (int)sizeof(buf) ? "..." : "");
 }
 
 /* Print a multi-line error text, one prefixed line each. */

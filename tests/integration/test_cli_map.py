@@ -144,9 +144,11 @@ def test_injection():
         r = t.run("map", "*@example.com")
         ok(r.rc == 0 and r.out == "*@example.com -> not a member\n",
            "an address with a wildcard matches no member (addresses are compared exactly)")
-        for user in ("jdoe\n", "jdoe\x01", "x" * 2000):
+        for user in ("jdoe\n", "jdoe\x01", "jdoe\x1b[2J", "x" * 2000):
             r = t.run("map", user)
             ok(r.rc == 1 and "-> " not in r.out, "USER with control bytes or 2000 bytes refused")
+            ok(len(r.err.splitlines()) == 1 and "\x1b" not in r.err and "\x01" not in r.err,
+               "and the message is one clean line")
         ok(len(t.fake.state()["users"]) == 6, "nobody was removed")
 
 

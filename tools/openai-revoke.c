@@ -44,6 +44,7 @@ struct cli {
 	int verbose;
 	struct config *cfg;
 	char *key;          /* secret_free */
+	char *ldap_error;   /* set once connecting failed: not retried per USER */
 };
 
 /* The key from OPENAI_ADMIN_KEY, copied and wiped from the environment at
@@ -438,8 +439,14 @@ static int build_job(struct cli *cli, LDAP **ld, const char *user, struct job **
 		*out = j;
 		return 1;
 	}
-	if (!*ld && directory_connect(cli->cfg, ld, err, errlen) < 0)
+	if (cli->ldap_error) {
+		snprintf(err, errlen, "%s", cli->ldap_error);
 		return -1;
+	}
+	if (!*ld && directory_connect(cli->cfg, ld, err, errlen) < 0) {
+		cli->ldap_error = strdup(err);
+		return -1;
+	}
 	return directory_read_user(*ld, cli->cfg, user, "cli", out, disabled, err, errlen);
 }
 
@@ -449,16 +456,31 @@ struct check_state {
 	int worst;   /* exit status so far */
 };
 
+/* One line of the check, "ok   ..." or "FAIL ...": control bytes from API
+ * or directory messages are replaced so each item stays one line. */
+static void check_line(const char *tag, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void check_line(const char *tag, const char *fmt, va_list ap)
+{
+	char buf[2048];
+	unsigned char *p;
+
+	if (vsnprintf(buf, sizeof(buf), fmt, ap) < 0)
+		snprintf(buf, sizeof(buf), "(unprintable)");
+	for (p = (unsigned char *)buf; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	printf("%s%s\n", tag, buf);
+}
+
 static void check_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void check_ok(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("ok   ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	check_line("ok   ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stdout);
 }
 
 static void check_fail(struct check_state *st, int status, const char *fmt, ...)
@@ -467,11 +489,9 @@ static void check_fail(struct check_state *st, int status, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("FAIL ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	check_line("FAIL ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stdout);
 	if (status > st->worst)
 		st->worst = status;
 }
@@ -1552,6 +1572,7 @@ int main(int argc, char **argv)
 		status = EXIT_USAGE;
 	}
 out:
+	free(cli.ldap_error);
 	if (cli.key)
 		secret_free(cli.key);
 	if (env_key)

@@ -161,6 +161,9 @@ def test_ldap_down():
         is_eq(r.rc, 0, "an address needs no directory")
         r = t.run("revoke", "jdoe")
         ok(r.rc == 1 and t.spool_files("queue") == [], "revoke of a uid without directory: nothing queued")
+        r = t.run("map", "a", "b", "c")
+        ok(r.rc == 1 and len(r.err.splitlines()) == 3 and all("ldapi" in l for l in r.err.splitlines()),
+           "each USER gets the directory error (connected once)")
 
 
 def test_reconcile_cli():

@@ -583,6 +583,7 @@ static enum disp process(struct worker *w, struct job *j, const char **outcome)
 		goto out;
 	}
 
+	/* a dry run removes nothing, so the breaker has nothing to hold */
 	if (dry) {
 		for (i = 0; i < nusers; i++)
 			if (!user_protected(cfg, &users[i]))
@@ -790,9 +791,11 @@ static int take_lock(struct worker *w, int wait, int fg)
 		if (rc == 1)
 			return 1;
 		if (rc < 0) {
-			log_msg(LOG_ERR, "spool %s: cannot take the lock", spool_dir(w->spool));
+			if (!wait || !logged)
+				log_msg(LOG_ERR, "spool %s: cannot take the lock", spool_dir(w->spool));
 			if (!wait)
 				return -1;
+			logged = 1;
 		} else if (!wait) {
 			log_msg(LOG_ERR, "spool %s is being drained by another process "
 			        "(its lock is held); not running", spool_dir(w->spool));

@@ -676,6 +676,66 @@ static void test_invites(void)
 	ok(!org_has("invites", "invite-5"), "invites: a non-member's pending invite is revoked too");
 	is_int(log_count(id2, "action=not_member", "invites_revoked=1"), 1, "invites: not_member line counts it");
 	is_int(fakeorg_spec_violations(f), 0, "every request matches the API description");
+
+	/* listing invites fails after the removal: the removal is logged, the
+	 * job retried, and the replay (now "not a member") revokes the invite */
+	reset_org("{\"users\":[" USER("user-i6", "i6@example.com", "reader") "],"
+	          "\"invites\":[{\"id\":\"invite-6\",\"email\":\"i6@example.com\",\"role\":\"reader\",\"status\":\"pending\"}]}");
+	fakeorg_fault(f, "[{\"method\":\"GET\",\"path\":\"/v1/organization/invites*\",\"count\":1,"
+	                 "\"action\":\"status\",\"status\":500,\"body\":\"oops\"}]");
+	enqueue(w, mkjob("i6", "i6@example.com", NULL), id);
+	worker_run(w, 1);
+	ok(!org_has_user("user-i6"), "invites failing: user removed");
+	is_int(log_count(id, "action=removed", NULL), 1, "invites failing: removal logged");
+	is_int(log_count(id, "action=deferred", "stage=invites"), 1, "invites failing: job deferred");
+	ok(org_has("invites", "invite-6"), "invites failing: invite still there");
+	{
+		double end = now_f() + 15;
+		while (now_f() < end && job_state(w, id, NULL) != -1) {
+			worker_run(w, 1);
+			usleep(200 * 1000);
+		}
+	}
+	ok(!org_has("invites", "invite-6"), "invites failing: revoked on the retry");
+	is_int(log_count(id, "action=not_member", "invites_revoked=1"), 1, "invites failing: the retry says so");
+	worker_free(w);
+
+	/* revoke_invites no */
+	cfg->revoke_invites = 0;
+	w = mkworker(cfg, NULL);
+	reset_org("{\"users\":[" USER("user-i7", "i7@example.com", "reader") "],"
+	          "\"invites\":[{\"id\":\"invite-7\",\"email\":\"i7@example.com\",\"role\":\"reader\",\"status\":\"pending\"}]}");
+	enqueue(w, mkjob("i7", "i7@example.com", NULL), id);
+	worker_run(w, 1);
+	ok(!org_has_user("user-i7") && org_has("invites", "invite-7"), "revoke_invites no: invite left");
+out:
+	worker_free(w);
+	config_free(cfg);
+}
+
+static void test_mixed_protection(void)
+{
+	struct config *cfg = mkcfg();
+	struct worker *w;
+	struct job *j = NULL;
+	char id[JOB_ID_MAX];
+
+	reset_org("{\"users\":[" USER("user-mx1", "mx@example.com", "owner") ","
+	          USER("user-mx2", "mx@personal.example", "reader") "]}");
+	w = mkworker(cfg, NULL);
+	if (!w) {
+		ok(0, "mixed: worker");
+		goto out;
+	}
+	enqueue(w, mkjob("mx", "mx@example.com", "mx@personal.example"), id);
+	worker_run(w, 1);
+	ok(org_has_user("user-mx1"), "mixed: the owner account is kept");
+	ok(!org_has_user("user-mx2"), "mixed: the person's other account is removed");
+	is_int(log_count(id, "action=protected", "user-mx1"), 1, "mixed: protected line for the owner");
+	is_int(log_count(id, "action=removed", "user-mx2"), 1, "mixed: removed line for the other");
+	is_int(job_state(w, id, &j), SPOOL_FAILED, "mixed: the job waits in failed/ for a person");
+	ok(j && j->last_error && strstr(j->last_error, "protected"), "mixed: last_error says why");
+	job_free(j);
 out:
 	worker_free(w);
 	config_free(cfg);
@@ -964,6 +1024,7 @@ int main(void)
 	test_permanent();
 	test_several_addresses();
 	test_invites();
+	test_mixed_protection();
 	test_map_edit();
 	test_notify_and_stop();
 	test_run_foreground();

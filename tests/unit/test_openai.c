@@ -2,6 +2,9 @@
  * email lookups, deletes, invites, every error class, TLS, the rate
  * limiter — and at the end every recorded request checked against the
  * API description and the log checked for the key. */
+#ifdef HAVE_CONFIG_H
+#include "or_build.h"
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -141,8 +144,13 @@ static void test_users(struct fakeorg *f, struct openai_client *c)
 		json_t *h = json_object_get(json_array_get(reqs, 0), "headers");
 		is_str(json_string_value(json_object_get(h, "authorization")), "Bearer " FAKEORG_KEY,
 		       "headers: bearer key");
+#ifdef PACKAGE_VERSION
+		is_str(json_string_value(json_object_get(h, "user-agent")), "openai-revoke/" PACKAGE_VERSION,
+		       "headers: user agent with the version");
+#else
 		contains(json_string_value(json_object_get(h, "user-agent")), "openai-revoke/",
 		         "headers: user agent");
+#endif
 		is_str(json_string_value(json_object_get(h, "accept")), "application/json",
 		       "headers: accept");
 	}
@@ -731,6 +739,8 @@ static void test_tls(void)
 	cfg->api_url = strdup("https://api.example.com/v1");
 	ok(openai_client_new(cfg, "", err, sizeof(err)) == NULL, "empty key refused");
 	ok(openai_client_new(cfg, "sk-a\r\nX-Evil: 1", err, sizeof(err)) == NULL, "key with CRLF refused");
+	ok(openai_client_new(cfg, NULL, err, sizeof(err)) == NULL, "no key refused");
+	ok(openai_client_new(NULL, FAKEORG_KEY, err, sizeof(err)) == NULL, "no configuration refused");
 	c = openai_client_new(cfg, FAKEORG_KEY, err, sizeof(err));
 	ok(c != NULL, "https:// anywhere accepted");
 	openai_client_free(c);

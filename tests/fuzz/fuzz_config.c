@@ -5,11 +5,15 @@
  */
 #include "config.h"
 
+#include <lber.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* libldap's own filter encoder (exported, not in ldap.h): slapd parses
+ * filters with it, so whatever we accept it must accept too */
+int ldap_pvt_put_filter(BerElement *ber, const char *str);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -30,8 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char **attrs = NULL;
 		memcpy(buf, data, size);
 		buf[size] = '\0';
-		if (config_filter_parse(buf, &attrs, err, sizeof(err)) == 0)
+		if (config_filter_parse(buf, &attrs, err, sizeof(err)) == 0) {
+			BerElement *ber = ber_alloc_t(LBER_USE_DER);
+			if (ber && ldap_pvt_put_filter(ber, buf) != 0)
+				__builtin_trap();
+			ber_free(ber, 1);
 			config_list_free(attrs);
+		}
 	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <lber.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,6 +432,19 @@ static void test_syntax(void)
 	}
 }
 
+/* libldap's filter encoder (exported, not in ldap.h): slapd parses filters
+ * with it, so every filter we accept must pass it too. */
+int ldap_pvt_put_filter(BerElement *ber, const char *str);
+
+static int libldap_accepts(const char *f)
+{
+	BerElement *ber = ber_alloc_t(LBER_USE_DER);
+	int rc = ber ? ldap_pvt_put_filter(ber, f) : -1;
+
+	ber_free(ber, 1);
+	return rc == 0;
+}
+
 static void test_filters(void)
 {
 	static const struct { const char *f; const char *attrs; } goodf[] = {
@@ -472,6 +486,7 @@ static void test_filters(void)
 		if (!ok(rc == 0, "filter parses: %s", goodf[i].f))
 			diag("  %s", ferr);
 		is_str(joined, goodf[i].attrs, "  attributes of %s", goodf[i].f);
+		ok(libldap_accepts(goodf[i].f), "  libldap agrees");
 		config_list_free(attrs);
 		attrs = NULL;
 	}

@@ -198,6 +198,18 @@ static int mf_line(struct mapfile *m, const char *name, int lineno, char *line,
 			add_err(err, errlen, name, lineno, "missing right side for \"%s %s\"", left, right);
 			return -1;
 		}
+		{
+			/* "DN user-1 user-2" would parse as a DN ending in " user-1":
+			 * a right-hand side inside the left one is a field too many */
+			const char *last = left + strlen(left);
+			while (last > left && !is_space(last[-1]))
+				last--;
+			if (last > left && !strpbrk(last, "=,") &&
+			    (strcmp(last, "-") == 0 || valid_user_id(last) || valid_address(last))) {
+				add_err(err, errlen, name, lineno, "too many fields (want: <uid, DN or address> <user id, address or ->)");
+				return -1;
+			}
+		}
 		key = mf_key(left);
 		if (!key) {
 			add_err(err, errlen, name, lineno, "left side is not a valid DN: %s", left);

@@ -166,6 +166,8 @@ static void test_errors(void)
 	expect_error("# c\njdoe\n", 9, "bad.map:2: missing right side", "missing right side (uid)");
 	expect_error("uid=jdoe,dc=example,dc=com\n", 27, "bad.map:1: missing right side", "missing right side (DN)");
 	expect_error("jdoe user-1 extra\n", 18, "bad.map:1: too many fields", "too many fields");
+	expect_error("uid=a,dc=x user-1 user-2\n", 25, "bad.map:1: too many fields", "too many fields after a DN");
+	expect_error("uid=a,dc=x - -\n", 15, "bad.map:1: too many fields", "too many fields after a DN (exempt)");
 	expect_error("jdoe something\n", 15, "bad.map:1: right side \"something\" is not an OpenAI user id", "bad right side");
 	expect_error("jdoe user-\n", 11, "bad.map:1: right side", "empty user id");
 	expect_error("jdoe user-a/b\n", 14, "bad.map:1: right side", "user id with a slash");

@@ -105,6 +105,13 @@ def test_check_bad_config():
         ok("FAIL config" in r.out and "ok " not in r.out, "check stops at the configuration")
         if r.rc != 2:
             diag(repr(r))
+        os.chmod(t.conf, 0o666)
+        r = t.run("check")
+        ok(r.rc == 2 and "too open" in r.err and t.conf in r.err,
+           "a world-writable configuration: exit 2, the message names it")
+        os.chmod(t.conf, 0o644)
+        r = t.run("check", conf=t.dir)
+        ok(r.rc == 2 and t.dir in r.err, "a directory as configuration: exit 2")
         conf = t.write_file("nobase.conf", "api_url %s\n" % t.fake.url, 0o644)
         r = t.run("check", conf=conf)
         ok(r.rc == 2 and "base" in r.err, "a configuration without base: exit 2, says base")

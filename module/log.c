@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +25,13 @@
 #define LOG_MSG_MAX 4096
 #define LOG_IDENT_MAX 64
 
-/* Written by log_setup before threads start, read-only afterwards.  The
+/* Set by log_setup.  The header asks for one setup before threads start,
+ * but a PAM application may call into us again from another thread while
+ * a worker logs, so output holds the read side of a lock and setup the
+ * write side: a line never goes to a descriptor being closed.  The
  * default is the guest mode: a library that logs before anyone set it up
  * must not rename its host's syslog lines. */
+static pthread_rwlock_t log_lock = PTHREAD_RWLOCK_INITIALIZER;
 static enum log_mode log_mode_cur = LOG_MODE_HOSTED;
 static char log_ident[LOG_IDENT_MAX] = "openai-revoke";
 static int log_facility = LOG_AUTHPRIV;
@@ -74,29 +79,7 @@ const char *log_level_name(int level)
 	return level >= 0 && level < 8 ? level_names[level] : "unknown";
 }
 
-void log_setup(enum log_mode mode, const char *ident, int facility, int level,
-               const char *file)
-{
-	log_teardown();
-	log_mode_cur = mode;
-	snprintf(log_ident, sizeof(log_ident), "%s", ident && *ident ? ident : "openai-revoke");
-	log_facility = facility >= 0 ? LOG_FAC(facility) << 3 : LOG_AUTHPRIV;
-	log_level = LOG_PRI(level);
-	if (file && *file)
-		log_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-	if (mode == LOG_MODE_DAEMON) {
-		/* ident must outlive openlog: it points at our static copy */
-		openlog(log_ident, LOG_PID | LOG_NDELAY, log_facility);
-		log_opened = 1;
-	}
-	if (file && *file && log_fd < 0) {
-		int e = errno;
-		char eb[128];
-		log_msg(LOG_ERR, "cannot open log_file %s: %s", file, strerror_r(e, eb, sizeof(eb)));
-	}
-}
-
-void log_teardown(void)
+static void teardown_locked(void)
 {
 	if (log_fd >= 0) {
 		close(log_fd);
@@ -108,9 +91,45 @@ void log_teardown(void)
 	}
 }
 
+void log_setup(enum log_mode mode, const char *ident, int facility, int level,
+               const char *file)
+{
+	int fd = -1, open_errno = 0;
+
+	/* open first, outside the lock: a slow file system stalls nobody */
+	if (file && *file) {
+		fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+		open_errno = errno;
+	}
+	pthread_rwlock_wrlock(&log_lock);
+	teardown_locked();
+	log_mode_cur = mode;
+	snprintf(log_ident, sizeof(log_ident), "%s", ident && *ident ? ident : "openai-revoke");
+	log_facility = facility >= 0 ? LOG_FAC(facility) << 3 : LOG_AUTHPRIV;
+	__atomic_store_n(&log_level, LOG_PRI(level), __ATOMIC_RELAXED);
+	log_fd = fd;
+	if (mode == LOG_MODE_DAEMON) {
+		/* ident must outlive openlog: it points at our static copy */
+		openlog(log_ident, LOG_PID | LOG_NDELAY, log_facility);
+		log_opened = 1;
+	}
+	pthread_rwlock_unlock(&log_lock);
+	if (file && *file && fd < 0) {
+		char eb[128];
+		log_msg(LOG_ERR, "cannot open log_file %s: %s", file, strerror_r(open_errno, eb, sizeof(eb)));
+	}
+}
+
+void log_teardown(void)
+{
+	pthread_rwlock_wrlock(&log_lock);
+	teardown_locked();
+	pthread_rwlock_unlock(&log_lock);
+}
+
 int log_enabled(int prio)
 {
-	return LOG_PRI(prio) <= log_level;
+	return LOG_PRI(prio) <= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
 /* Control bytes never reach an output, whoever formatted the message: a
@@ -162,6 +181,7 @@ void log_vmsg(int prio, const char *fmt, va_list ap)
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	defang(msg, sizeof(msg), raw);
 
+	pthread_rwlock_rdlock(&log_lock);
 	switch (log_mode_cur) {
 	case LOG_MODE_DAEMON:
 		syslog(log_facility | level, "%s", msg);
@@ -191,6 +211,7 @@ void log_vmsg(int prio, const char *fmt, va_list ap)
 			write_all(log_fd, line, n);
 		}
 	}
+	pthread_rwlock_unlock(&log_lock);
 	errno = saved;
 }
 

@@ -36,11 +36,16 @@ void closelog(void)
 	closelog_calls++;
 }
 
+static pthread_mutex_t stub_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void vsyslog(int prio, const char *fmt, va_list ap)
 {
+	/* log.c calls syslog from many threads at once, as a host would */
+	pthread_mutex_lock(&stub_lock);
 	syslog_calls++;
 	last_prio = prio;
 	vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+	pthread_mutex_unlock(&stub_lock);
 }
 
 void syslog(int prio, const char *fmt, ...)
@@ -375,6 +380,60 @@ static void test_threads(void)
 	ok(whole, "threads: no line interleaved");
 }
 
+#define RESETUP_LINES 3000
+static int resetup_done;
+
+static void *resetup_logger(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < RESETUP_LINES; i++)
+		log_msg(LOG_NOTICE, "line=%d pad=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
+	__atomic_store_n(&resetup_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static int count_whole(const char *text, int *whole)
+{
+	int lines = 0;
+
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		if (!nl) {
+			*whole = 0;
+			break;
+		}
+		if (nl - p < 21 || strncmp(p + 21, "notice line=", 12) != 0)
+			*whole = 0;
+		lines++;
+		p = nl + 1;
+	}
+	return lines;
+}
+
+/* log_setup again while another thread logs (a PAM application may): no
+ * line lost, none cut, none written to a closed descriptor */
+static void test_resetup(void)
+{
+	char a[512], b[512];
+	pthread_t th;
+	int lines = 0, whole = 1, setups = 0;
+
+	snprintf(a, sizeof(a), "%s/resetup-a.log", tmpdir);
+	snprintf(b, sizeof(b), "%s/resetup-b.log", tmpdir);
+	resetup_done = 0;
+	log_setup(LOG_MODE_HOSTED, "or", LOG_AUTHPRIV, LOG_INFO, a);
+	pthread_create(&th, NULL, resetup_logger, NULL);
+	while (!__atomic_load_n(&resetup_done, __ATOMIC_ACQUIRE))
+		log_setup(LOG_MODE_HOSTED, "or", LOG_AUTHPRIV, LOG_INFO, ++setups % 2 ? b : a);
+	pthread_join(th, NULL);
+	log_teardown();
+	lines += count_whole(slurp(a), &whole);
+	lines += count_whole(slurp(b), &whole);
+	diag("%d setups while logging", setups);
+	is_int(lines, RESETUP_LINES, "re-setup under load: every line in one of the files");
+	ok(whole, "re-setup under load: every line whole");
+}
+
 static void test_names(void)
 {
 	is_int(log_facility_from_name("authpriv"), LOG_AUTHPRIV, "facility authpriv");
@@ -425,6 +484,7 @@ int main(void)
 	test_stderr();
 	test_file_forging();
 	test_threads();
+	test_resetup();
 	{
 		char cmd[600];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

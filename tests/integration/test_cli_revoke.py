@@ -208,6 +208,27 @@ def test_queue_ops():
         ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
+def test_queue_unreadable():
+    with CliEnv(ldap=False) as t:
+        r = t.run("queue", "list")
+        is_eq(r.rc, 0, "queue list creates and lists an empty spool")
+        bad = "1700000000000000000-1-1"
+        with open(os.path.join(t.spool, "failed", bad), "w") as f:
+            f.write('{"version": 1, "id": \n\x1b[2J garbage')
+        os.chmod(os.path.join(t.spool, "failed", bad), 0o600)
+        r = t.run("queue", "list")
+        ok(r.rc == 0 and re.search(r"^failed\s+%s " % bad, r.out, re.M),
+           "an unreadable record is listed, not hidden")
+        ok("\x1b" not in r.out, "its bytes do not reach the terminal")
+        r = t.run("queue", "list", "--json")
+        ok(r.rc == 0 and any(d["id"] == bad for d in json.loads(r.out)), "and in --json")
+        r = t.run("queue", "show", bad)
+        ok(r.rc == 0 and json.loads(r.out)["id"] == bad, "queue show shows what is known")
+        r = t.run("queue", "drop", bad)
+        ok(r.rc == 0 and t.spool_files("failed") == [], "and it can be dropped")
+        ok(re.search(r"event=%s action=dropped" % bad, t.log()), "logged")
+
+
 def test_run_signals():
     with CliEnv() as t:
         populate(t, ["s1", "s2"])
@@ -287,6 +308,7 @@ sys.exit(run([
     ("revoke --now", test_revoke_now),
     ("revoke queued", test_revoke_queued),
     ("queue ops", test_queue_ops),
+    ("queue unreadable", test_queue_unreadable),
     ("run signals", test_run_signals),
     ("secrets", test_secrets),
 ]))

@@ -11,9 +11,7 @@
 #endif
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -154,7 +152,9 @@ static int url_escape(char **p, char *end, const char *s)
 
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
-		if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+		/* not isalnum(): the host process's locale must not widen the set */
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '.' || ch == '_' || ch == '~') {
 			if (o + 1 >= end)
 				return -1;
 			*o++ = (char)ch;
@@ -674,13 +674,23 @@ static int page_cursor(int has_more, char **last_id, const char *last_item,
 	return 0;
 }
 
-int openai_parse_user_page(const char *body, size_t len, struct openai_user **v,
-                           size_t *n, int *has_more, char **last_id,
-                           struct openai_result *res)
+/* What differs between a page of users and a page of invites. */
+struct page_kind {
+	size_t size;                                   /* of one item */
+	int (*parse)(json_t *o, void *item, struct openai_result *res);
+	void (*clear)(void *item);
+	const char *(*id)(const void *item);
+	const char *what;
+};
+
+/* Parses a page into a new array, then appends it to *vp / *n: on any
+ * error the caller's vector is left as it was. */
+static int parse_page(const struct page_kind *k, const char *body, size_t len, void **vp,
+                      size_t *n, int *has_more, char **last_id, struct openai_result *res)
 {
 	struct openai_result local;
-	struct openai_user *nv = NULL, *grown;
-	size_t cnt = 0, i, k;
+	char *nv = NULL, *grown;
+	size_t cnt = 0, i, total;
 	json_t *j, *data;
 	char *cursor = NULL;
 	int more = 0;
@@ -692,90 +702,33 @@ int openai_parse_user_page(const char *body, size_t len, struct openai_user **v,
 		return res->status;
 	if (page_head(j, &data, &more, &cursor, res))
 		goto out;
-	k = json_array_size(data);
-	if (k > 0) {
-		nv = calloc(k, sizeof(*nv));
+	total = json_array_size(data);
+	if (total > 0) {
+		nv = calloc(total, k->size);
 		if (!nv) {
 			fail(res, OPENAI_PROTOCOL, "out of memory");
 			goto out;
 		}
 	}
-	for (i = 0; i < k; i++, cnt++)
-		if (user_from_json(json_array_get(data, i), &nv[i], res))
+	for (i = 0; i < total; i++, cnt++)
+		if (k->parse(json_array_get(data, i), nv + i * k->size, res))
 			goto out;
-	if (page_cursor(more, &cursor, cnt ? nv[cnt - 1].id : NULL, res))
+	if (page_cursor(more, &cursor, cnt ? k->id(nv + (cnt - 1) * k->size) : NULL, res))
 		goto out;
 	if (cnt) {
-		if (*n > SIZE_MAX / sizeof(**v) - cnt) {
-			fail(res, OPENAI_PROTOCOL, "too many users");
+		if (*n > SIZE_MAX / k->size - cnt) {
+			fail(res, OPENAI_PROTOCOL, "too many %s", k->what);
 			goto out;
 		}
-		grown = realloc(*v, (*n + cnt) * sizeof(**v));
+		grown = realloc(*vp, (*n + cnt) * k->size);
 		if (!grown) {
 			fail(res, OPENAI_PROTOCOL, "out of memory");
 			goto out;
 		}
-		*v = grown;
-		memcpy(*v + *n, nv, cnt * sizeof(*nv));
+		*vp = grown;
+		memcpy(grown + *n * k->size, nv, cnt * k->size);
 		*n += cnt;
-		cnt = 0;
-	}
-	*has_more = more;
-	*last_id = cursor;
-	cursor = NULL;
-	res->status = OPENAI_OK;
-out:
-	json_decref(j);
-	openai_users_free(nv, cnt);
-	free(cursor);
-	return res->status;
-}
-
-int openai_parse_invite_page(const char *body, size_t len, struct openai_invite **v,
-                             size_t *n, int *has_more, char **last_id,
-                             struct openai_result *res)
-{
-	struct openai_result local;
-	struct openai_invite *nv = NULL, *grown;
-	size_t cnt = 0, i, k;
-	json_t *j, *data;
-	char *cursor = NULL;
-	int more = 0;
-
-	if (!res)
-		res = &local;
-	j = load(body, len, res);
-	if (!j)
-		return res->status;
-	if (page_head(j, &data, &more, &cursor, res))
-		goto out;
-	k = json_array_size(data);
-	if (k > 0) {
-		nv = calloc(k, sizeof(*nv));
-		if (!nv) {
-			fail(res, OPENAI_PROTOCOL, "out of memory");
-			goto out;
-		}
-	}
-	for (i = 0; i < k; i++, cnt++)
-		if (invite_from_json(json_array_get(data, i), &nv[i], res))
-			goto out;
-	if (page_cursor(more, &cursor, cnt ? nv[cnt - 1].id : NULL, res))
-		goto out;
-	if (cnt) {
-		if (*n > SIZE_MAX / sizeof(**v) - cnt) {
-			fail(res, OPENAI_PROTOCOL, "too many invites");
-			goto out;
-		}
-		grown = realloc(*v, (*n + cnt) * sizeof(**v));
-		if (!grown) {
-			fail(res, OPENAI_PROTOCOL, "out of memory");
-			goto out;
-		}
-		*v = grown;
-		memcpy(*v + *n, nv, cnt * sizeof(*nv));
-		*n += cnt;
-		cnt = 0;
+		cnt = 0; /* moved: nothing left to clear */
 	}
 	*has_more = more;
 	*last_id = cursor;
@@ -784,10 +737,69 @@ int openai_parse_invite_page(const char *body, size_t len, struct openai_invite 
 out:
 	json_decref(j);
 	for (i = 0; i < cnt; i++)
-		openai_invite_clear(&nv[i]);
+		k->clear(nv + i * k->size);
 	free(nv);
 	free(cursor);
 	return res->status;
+}
+
+static int user_item(json_t *o, void *item, struct openai_result *res)
+{
+	return user_from_json(o, item, res);
+}
+
+static void user_item_clear(void *item)
+{
+	openai_user_clear(item);
+}
+
+static const char *user_item_id(const void *item)
+{
+	return ((const struct openai_user *)item)->id;
+}
+
+static int invite_item(json_t *o, void *item, struct openai_result *res)
+{
+	return invite_from_json(o, item, res);
+}
+
+static void invite_item_clear(void *item)
+{
+	openai_invite_clear(item);
+}
+
+static const char *invite_item_id(const void *item)
+{
+	return ((const struct openai_invite *)item)->id;
+}
+
+static const struct page_kind user_page = {
+	sizeof(struct openai_user), user_item, user_item_clear, user_item_id, "users"
+};
+static const struct page_kind invite_page = {
+	sizeof(struct openai_invite), invite_item, invite_item_clear, invite_item_id, "invites"
+};
+
+int openai_parse_user_page(const char *body, size_t len, struct openai_user **v,
+                           size_t *n, int *has_more, char **last_id,
+                           struct openai_result *res)
+{
+	void *p = *v;
+	int rc = parse_page(&user_page, body, len, &p, n, has_more, last_id, res);
+
+	*v = p;
+	return rc;
+}
+
+int openai_parse_invite_page(const char *body, size_t len, struct openai_invite **v,
+                             size_t *n, int *has_more, char **last_id,
+                             struct openai_result *res)
+{
+	void *p = *v;
+	int rc = parse_page(&invite_page, body, len, &p, n, has_more, last_id, res);
+
+	*v = p;
+	return rc;
 }
 
 int openai_parse_deleted(const char *body, size_t len, const char *object,

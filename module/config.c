@@ -610,7 +610,6 @@ out:
 /* --------------------------------------------------------- keyword table */
 
 enum ctype {
-	T_STRING,   /* free text without control characters */
 	T_TOKEN,    /* one word: ident, SASL mechanism */
 	T_PATH,     /* absolute path */
 	T_URL,      /* api_url */
@@ -634,43 +633,42 @@ struct keyword {
 	const char *name;
 	enum ctype type;
 	size_t off;
-	int min, max;
-	int optional; /* string that may stay unset (NULL) */
+	int min, max; /* numbers: the range */
 };
 
 #define F(m) offsetof(struct config, m)
 
 static const struct keyword keywords[] = {
-	{ "api_url", T_URL, F(api_url), 0, 0, 0 },
-	{ "admin_key_file", T_PATH, F(admin_key_file), 0, 0, 0 },
-	{ "ca_file", T_PATH, F(ca_file), 0, 0, 1 },
-	{ "http_timeout", T_DURATION, F(http_timeout), 1, 600, 0 },
-	{ "api_rate", T_INT, F(api_rate), 1, 1000, 0 },
-	{ "base", T_DN, F(base), 0, 0, 1 },
-	{ "user_filter", T_FILTER, F(user_filter), 0, 0, 0 },
-	{ "disabled_filter", T_FILTER, F(disabled_filter), 0, 0, 0 },
-	{ "revoke_on_delete", T_BOOL, F(revoke_on_delete), 0, 0, 0 },
-	{ "disabled_subtree", T_DN, F(disabled_subtree), 0, 0, 1 },
-	{ "map_file", T_PATH, F(map_file), 0, 0, 1 },
-	{ "user_id_attribute", T_ATTR, F(user_id_attribute), 0, 0, 1 },
-	{ "email_attributes", T_ATTRLIST, F(email_attributes), 0, 0, 0 },
-	{ "protect_roles", T_ROLES, F(protect_roles), 0, 0, 0 },
-	{ "protect_users", T_LIST, F(protect_users), 0, 0, 0 },
-	{ "revoke_invites", T_BOOL, F(revoke_invites), 0, 0, 0 },
-	{ "dry_run", T_BOOL, F(dry_run), 0, 0, 0 },
-	{ "breaker", T_BREAKER, 0, 0, 0, 0 },
-	{ "spool_dir", T_PATH, F(spool_dir), 0, 0, 0 },
-	{ "worker", T_WORKER, F(worker), 0, 0, 0 },
-	{ "ldap_uri", T_LDAPURI, F(ldap_uri), 0, 0, 0 },
-	{ "ldap_binddn", T_DN, F(ldap_binddn), 0, 0, 1 },
-	{ "ldap_bindpw_file", T_PATH, F(ldap_bindpw_file), 0, 0, 1 },
-	{ "ldap_sasl_mech", T_TOKEN, F(ldap_sasl_mech), 0, 0, 1 },
-	{ "login_attribute", T_ATTR, F(login_attribute), 0, 0, 0 },
-	{ "ldap_timeout", T_DURATION, F(ldap_timeout), 1, 300, 0 },
-	{ "syslog_facility", T_FACILITY, F(syslog_facility), 0, 0, 0 },
-	{ "syslog_ident", T_TOKEN, F(syslog_ident), 0, 0, 0 },
-	{ "log_level", T_LEVEL, F(log_level), 0, 0, 0 },
-	{ "log_file", T_PATH, F(log_file), 0, 0, 1 },
+	{ "api_url", T_URL, F(api_url), 0, 0 },
+	{ "admin_key_file", T_PATH, F(admin_key_file), 0, 0 },
+	{ "ca_file", T_PATH, F(ca_file), 0, 0 },
+	{ "http_timeout", T_DURATION, F(http_timeout), 1, 600 },
+	{ "api_rate", T_INT, F(api_rate), 1, 1000 },
+	{ "base", T_DN, F(base), 0, 0 },
+	{ "user_filter", T_FILTER, F(user_filter), 0, 0 },
+	{ "disabled_filter", T_FILTER, F(disabled_filter), 0, 0 },
+	{ "revoke_on_delete", T_BOOL, F(revoke_on_delete), 0, 0 },
+	{ "disabled_subtree", T_DN, F(disabled_subtree), 0, 0 },
+	{ "map_file", T_PATH, F(map_file), 0, 0 },
+	{ "user_id_attribute", T_ATTR, F(user_id_attribute), 0, 0 },
+	{ "email_attributes", T_ATTRLIST, F(email_attributes), 0, 0 },
+	{ "protect_roles", T_ROLES, F(protect_roles), 0, 0 },
+	{ "protect_users", T_LIST, F(protect_users), 0, 0 },
+	{ "revoke_invites", T_BOOL, F(revoke_invites), 0, 0 },
+	{ "dry_run", T_BOOL, F(dry_run), 0, 0 },
+	{ "breaker", T_BREAKER, 0, 0, 0 },
+	{ "spool_dir", T_PATH, F(spool_dir), 0, 0 },
+	{ "worker", T_WORKER, F(worker), 0, 0 },
+	{ "ldap_uri", T_LDAPURI, F(ldap_uri), 0, 0 },
+	{ "ldap_binddn", T_DN, F(ldap_binddn), 0, 0 },
+	{ "ldap_bindpw_file", T_PATH, F(ldap_bindpw_file), 0, 0 },
+	{ "ldap_sasl_mech", T_TOKEN, F(ldap_sasl_mech), 0, 0 },
+	{ "login_attribute", T_ATTR, F(login_attribute), 0, 0 },
+	{ "ldap_timeout", T_DURATION, F(ldap_timeout), 1, 300 },
+	{ "syslog_facility", T_FACILITY, F(syslog_facility), 0, 0 },
+	{ "syslog_ident", T_TOKEN, F(syslog_ident), 0, 0 },
+	{ "log_level", T_LEVEL, F(log_level), 0, 0 },
+	{ "log_file", T_PATH, F(log_file), 0, 0 },
 };
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
@@ -985,7 +983,6 @@ static int set_value(struct config *cfg, const struct keyword *kw, const char *v
 		return -1;
 	}
 	switch (kw->type) {
-	case T_STRING:
 	case T_TOKEN:
 	case T_PATH:
 	case T_URL:
@@ -1003,8 +1000,6 @@ static int set_value(struct config *cfg, const struct keyword *kw, const char *v
 	}
 
 	switch (kw->type) {
-	case T_STRING:
-		break;
 	case T_TOKEN:
 		for (const char *p = value; *p; p++) {
 			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
@@ -1314,7 +1309,6 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < NKEYWORDS; i++) {
 		const struct keyword *kw = &keywords[i];
 		switch (kw->type) {
-		case T_STRING:
 		case T_TOKEN:
 		case T_PATH:
 		case T_URL:

@@ -620,10 +620,10 @@ static void quarantine_foreign(struct spool *s)
 	if (!d)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.' || job_id_valid(de->d_name))
-			continue;
 		char shown[4 * 256 + 1];
 
+		if (de->d_name[0] == '.' || job_id_valid(de->d_name))
+			continue;
 		printable(de->d_name, shown, sizeof(shown), 1);
 		if (move_noreplace(s->fd[SPOOL_QUEUE], s->fd[SPOOL_FAILED], de->d_name) == 0)
 			log_msg(LOG_ERR, "spool: moved %s/queue/%s to failed/: "
@@ -732,8 +732,9 @@ int spool_lock(struct spool *s)
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid()) {
 		if ((st.st_mode & 07777) != 0600)
 			(void)fchmod(fd, 0600);
-		if (s->chown_to)
-			(void)fchown(fd, s->uid, s->gid);
+		if (s->chown_to && fchown(fd, s->uid, s->gid) != 0)
+			log_msg(LOG_WARNING, "spool: cannot chown %s/lock: %s", s->dir,
+			        strerror(errno));
 	}
 	for (;;) {
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)

@@ -200,13 +200,13 @@ static void test_refusals(void)
 	chmod(p, 0700);
 
 	pathf(p, sizeof(p), "%s/link", base);
-	symlink(dir, p);
+	ok(symlink(dir, p) == 0, "make a symlink to a spool");
 	refuse(p, "symbolic link", "spool dir is a symlink");
 
 	pathf(p, sizeof(p), "%s/sublink", base);
 	mkdir(p, 0700);
 	pathf(p2, sizeof(p2), "%s/sublink/queue", base);
-	symlink(dir, p2);
+	ok(symlink(dir, p2) == 0, "make queue/ a symlink");
 	refuse(p, "queue is a symbolic link", "queue/ is a symlink");
 
 	pathf(p, sizeof(p), "%s/subfile", base);
@@ -417,7 +417,7 @@ static void test_recover(void)
 	/* b was put into held/ but the crash came before active/ was cleaned */
 	pathf(p, sizeof(p), "%s/active/%s", dir, b->id);
 	pathf(p2, sizeof(p2), "%s/held/%s", dir, b->id);
-	link(p, p2);
+	ok(link(p, p2) == 0, "simulate a put cut short: b in active/ and held/");
 	/* a stray tmp file of an enqueue in progress must survive */
 	write_file(pathf(p, sizeof(p), "%s/tmp/%s", dir, "1-1-1"), "{");
 	spool_close(s); /* the "crash": lock released */

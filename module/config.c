@@ -1230,6 +1230,9 @@ int config_set(struct config *cfg, const char *keyword, const char *value,
 	const struct keyword *kw;
 	char why[300];
 	char msg[MSG_MAX];
+	char *v = NULL;
+	size_t a, b;
+	int rc = -1;
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -1241,19 +1244,34 @@ int config_set(struct config *cfg, const char *keyword, const char *value,
 	if (!kw) {
 		format_msg(msg, sizeof(msg), file, line, keyword, strlen(keyword), "unknown keyword");
 		errf(err, errlen, "%s", msg);
-		return -1;
+		goto out;
 	}
-	if (!value || !*value) {
+	/* the same trimming as a file line: "dry_run= yes" from a PAM option */
+	a = 0;
+	b = value ? strlen(value) : 0;
+	while (a < b && is_ws(value[a]))
+		a++;
+	while (b > a && is_ws(value[b - 1]))
+		b--;
+	if (a == b) {
 		format_msg(msg, sizeof(msg), file, line, kw->name, strlen(kw->name), "missing value");
 		errf(err, errlen, "%s", msg);
-		return -1;
+		goto out;
 	}
-	if (set_value(cfg, kw, value, why, sizeof(why)) < 0) {
+	if (!(v = xstrndup(value + a, b - a))) {
+		format_msg(msg, sizeof(msg), file, line, kw->name, strlen(kw->name), "out of memory");
+		errf(err, errlen, "%s", msg);
+		goto out;
+	}
+	if (set_value(cfg, kw, v, why, sizeof(why)) < 0) {
 		format_msg(msg, sizeof(msg), file, line, kw->name, strlen(kw->name), why);
 		errf(err, errlen, "%s", msg);
-		return -1;
+		goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	free(v);
+	return rc;
 }
 
 /* --------------------------------------------------------- new / free */

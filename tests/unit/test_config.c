@@ -545,6 +545,14 @@ static void test_set_finish(void)
 	ok(config_set(c, "dry_run", "", "x", 0, e, sizeof(e)) == -1, "config_set empty value");
 	is_str(e, "x: dry_run: missing value", "  message with a file, no line");
 	is_int(c->http_timeout, 30, "a refused value leaves the old one");
+	ok(config_set(c, "http_timeout", " \t45 ", NULL, 0, e, sizeof(e)) == 0 && c->http_timeout == 45,
+	   "config_set trims blanks like a file line");
+	ok(config_set(c, "dry_run", "  ", "x", 2, e, sizeof(e)) == -1, "config_set blanks only");
+	is_str(e, "x:2: dry_run: missing value", "  blanks are a missing value");
+	ok(config_set(c, "dry_run", NULL, NULL, 0, e, sizeof(e)) == -1, "config_set NULL value");
+	ok(config_set(c, "syslog_ident", "a\nb", NULL, 0, e, sizeof(e)) == -1, "config_set refuses a newline");
+	is_str(e, "syslog_ident: value contains a control character", "  message");
+	ok(config_set(c, "http_timeout", "30", NULL, 0, e, sizeof(e)) == 0, "config_set back to 30");
 	ok(config_finish(c, e, sizeof(e)) == 0, "finish with base succeeds (%s)", e);
 	config_free(c);
 	config_free(NULL);

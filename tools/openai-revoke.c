@@ -145,8 +145,8 @@ static const char usage_main[] =
 	"\n"
 	"Commands:\n"
 	"  check                          configuration, admin key, spool, API and LDAP\n"
-	"  map [--json] USER...           how USER (uid, DN or address) resolves; changes nothing\n"
-	"  revoke [--now] [--dry-run] USER...\n"
+	"  map [--json] [--id] USER...    how USER (uid, DN or address) resolves; changes nothing\n"
+	"  revoke [--now] [--dry-run] [--id] USER...\n"
 	"                                 queue (or with --now perform) a removal\n"
 	"  queue [list | show ID | retry ID | release [ID] | drop ID]\n"
 	"                                 look at and act on the spool\n"
@@ -175,18 +175,19 @@ static const char usage_check[] =
 	"file is wrong, 1 when something else failed.\n";
 
 static const char usage_map[] =
-	"Usage: " PROG " [-c FILE] map [--json] USER...\n"
+	"Usage: " PROG " [-c FILE] map [--json] [--id] USER...\n"
 	"\n"
 	"Show how each USER resolves to an OpenAI user; changes nothing.  USER is an\n"
 	"address (has '@', looked up in the organization), a DN (has '=') or a login\n"
 	"name (login_attribute, default uid), both read from the directory.\n"
 	"\n"
 	"  --json   print a JSON array instead of lines\n"
+	"  --id     every USER is an OpenAI user ID (user-...)\n"
 	"\n"
 	"Exit 0 when every USER was answered (\"not a member\" is an answer), 1 otherwise.\n";
 
 static const char usage_revoke[] =
-	"Usage: " PROG " [-c FILE] revoke [--now] [--dry-run] USER...\n"
+	"Usage: " PROG " [-c FILE] revoke [--now] [--dry-run] [--id] USER...\n"
 	"\n"
 	"Remove each USER from the organization.  USER is an address, a DN or a login\n"
 	"name, as for map.  A USER that matches no account or several is refused, and\n"
@@ -196,6 +197,7 @@ static const char usage_revoke[] =
 	"              job is queued in the spool (the worker does it) and its event id\n"
 	"              is printed\n"
 	"  --dry-run   log what would be done, change nothing\n"
+	"  --id        every USER is an OpenAI user ID (user-...)\n"
 	"\n"
 	"Exit 0 when every job was queued, or (--now) ended removed, already gone, not a\n"
 	"member or would remove; 1 otherwise.\n";
@@ -243,11 +245,11 @@ static const char usage_reconcile[] =
 
 /* ---- option parsing --------------------------------------------------- */
 
-enum { OPT_NOW = 256, OPT_DRY_RUN, OPT_JSON, OPT_ONCE, OPT_APPLY, OPT_ALL, OPT_ABSENT };
+enum { OPT_NOW = 256, OPT_DRY_RUN, OPT_JSON, OPT_ONCE, OPT_APPLY, OPT_ALL, OPT_ABSENT, OPT_ID };
 
 /* Per-command options, plus -c/-v accepted after the command too. */
 struct cmd_opts {
-	int now, dry_run, json, once, apply, all, absent;
+	int now, dry_run, json, once, apply, all, absent, id;
 };
 
 static int parse_cmd_opts(struct cli *cli, const char *cmd, const char *usage,
@@ -299,6 +301,9 @@ static int parse_cmd_opts(struct cli *cli, const char *cmd, const char *usage,
 			break;
 		case OPT_ABSENT:
 			o->absent = 1;
+			break;
+		case OPT_ID:
+			o->id = 1;
 			break;
 		default:
 			if (optopt && optopt < 256)
@@ -413,10 +418,25 @@ static int user_is_sane(const char *user, char *err, size_t errlen)
 	return 1;
 }
 
-/* Build the job for USER: an address directly, a uid or DN from the
- * directory (connected on first need).  1 built, 0 refused, -1 error. */
-static int build_job(struct cli *cli, LDAP **ld, const char *user, struct job **out,
-                     int *disabled, char *err, size_t errlen)
+/* OpenAI user IDs go into URL paths: letters, digits, '-' and '_' only. */
+static int id_is_openai(const char *id)
+{
+	const char *p;
+
+	if (!*id || strlen(id) > 128)
+		return 0;
+	for (p = id; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
+			return 0;
+	return 1;
+}
+
+/* Build the job for USER: an OpenAI user ID (as_id), an address directly,
+ * a uid or DN from the directory (connected on first need).  1 built, 0
+ * refused, -1 error. */
+static int build_job(struct cli *cli, LDAP **ld, const char *user, int as_id,
+                     struct job **out, int *disabled, char *err, size_t errlen)
 {
 	struct job *j;
 
@@ -424,6 +444,21 @@ static int build_job(struct cli *cli, LDAP **ld, const char *user, struct job **
 	*disabled = -1;
 	if (!user_is_sane(user, err, errlen))
 		return 0;
+	if (as_id) {
+		if (!id_is_openai(user)) {
+			snprintf(err, errlen, "not an OpenAI user ID (letters, digits, '-', '_')");
+			return 0;
+		}
+		j = job_new("cli", "manual");
+		if (!j || job_set(&j->openai_user_id, user) < 0) {
+			if (j)
+				job_free(j);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		*out = j;
+		return 1;
+	}
 	if (user_is_address(user)) {
 		if (strchr(user, ' ')) {
 			snprintf(err, errlen, "not an address");
@@ -642,7 +677,9 @@ static void json_set_str(json_t *o, const char *k, const char *v)
 static int cmd_map(struct cli *cli, int argc, char **argv)
 {
 	static const struct option extra[] = {
-		{ "json", no_argument, NULL, OPT_JSON }, { NULL, 0, NULL, 0 }
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "id", no_argument, NULL, OPT_ID },
+		{ NULL, 0, NULL, 0 }
 	};
 	struct cmd_opts o;
 	char err[ERRLEN];
@@ -701,7 +738,7 @@ static int cmd_map(struct cli *cli, int argc, char **argv)
 			json_set_str(jo, "user", user);
 			json_array_append_new(arr, jo);
 		}
-		r = build_job(cli, &ld, user, &j, &disabled, err, sizeof(err));
+		r = build_job(cli, &ld, user, o.id, &j, &disabled, err, sizeof(err));
 		if (r <= 0) {
 			if (jo) {
 				json_set_str(jo, "result", r == 0 ? "no_account" : "error");
@@ -850,6 +887,7 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 	static const struct option extra[] = {
 		{ "now", no_argument, NULL, OPT_NOW },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "id", no_argument, NULL, OPT_ID },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct cmd_opts o;
@@ -884,7 +922,8 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 
 		err[0] = '\0';
 		progress("looking up", i, n);
-		r = build_job(cli, &ld, argv[optind + i], &jobs[i], &disabled, err, sizeof(err));
+		r = build_job(cli, &ld, argv[optind + i], o.id, &jobs[i], &disabled, err,
+		              sizeof(err));
 		if (r <= 0) {
 			errmsg("%s: %s", argv[optind + i], err);
 			status = EXIT_FAIL;

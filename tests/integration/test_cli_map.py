@@ -121,6 +121,13 @@ def test_map():
            and "*)(" not in flt,
            "-v shows the search filter with the value escaped (RFC 4515)")
 
+        r = t.run("map", "--id", "user-jdoe", "user-nobody")
+        is_eq(r.out, "user-jdoe -> user-jdoe (jdoe@example.com, reader) via id\n"
+              "user-nobody -> not a member\n", "map --id: the API confirms (or not) the ID")
+        r = t.run("map", "--id", "../users", "user-jdoe?x=1", "a b")
+        ok(r.rc == 1 and r.out == "" and r.err.count("not an OpenAI user ID") == 3,
+           "map --id refuses what is not an ID (it goes into a URL path)")
+
         t.fake.clear_requests()
         r = t.run("map", "jdoe")
         ok(not any(q["method"] != "GET" for q in t.fake.requests()), "map changes nothing (only GETs)")

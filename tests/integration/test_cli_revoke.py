@@ -54,6 +54,13 @@ def test_revoke_now():
         r = t.run("revoke", "--now", "jdoe")
         ok(r.rc == 0 and "jdoe: not_member" in r.out, "revoking again: not_member, exit 0")
 
+        t.fake.users([org_user("nodir")])
+        r = t.run("revoke", "--now", "--id", "user-nodir")
+        ok(r.rc == 0 and "user-nodir: removed" in r.out and "user-nodir" not in members(t),
+           "revoke --now --id removes a member who has no directory account")
+        r = t.run("revoke", "--id", "user-x", "../x")
+        ok(r.rc == 1 and t.spool_files("queue") == [], "--id with a bad ID: nothing queued")
+
         r = t.run("revoke", "--now", "--dry-run", "carl")
         ok(r.rc == 0 and "carl: would_remove" in r.out, "--dry-run --now: would_remove, exit 0")
         ok("user-carl" in members(t), "--dry-run changed nothing")

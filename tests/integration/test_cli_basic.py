@@ -197,6 +197,18 @@ def test_check_all_good():
         r = t.run("check", conf=conf)
         ok(r.rc == 1 and "readable by others" in r.out,
            "a world-readable bind password file is refused")
+        conf = t.write_conf("tcp.conf", ldap_uri=t.slapd.ldap)
+        r = t.run("check", conf=conf)
+        ok(r.rc == 0 and ("ok   LDAP %s " % t.slapd.ldap) in r.out, "ldap:// on a loopback port")
+        import socket
+        so = socket.socket()
+        so.bind(("127.0.0.1", 0))
+        closed = so.getsockname()[1]
+        so.close()
+        conf = t.write_conf("closed.conf", ldap_uri="ldap://127.0.0.1:%d" % closed)
+        r = t.run("check", conf=conf)
+        ok(r.rc == 1 and re.search(r"^FAIL LDAP ldap://127\.0\.0\.1:%d: .*contact" % closed, r.out, re.M),
+           "nothing listening: FAIL LDAP (can't contact), exit 1")
         conf = t.write_conf("sasl.conf", ldap_sasl_mech="EXTERNAL")
         r = t.run("check", conf=conf)
         ok(r.rc == 0 and "bound: EXTERNAL" in r.out, "SASL EXTERNAL over ldapi")

@@ -629,7 +629,13 @@ static int cmd_check(struct cli *cli, int argc, char **argv)
 		                  cli->cfg->ldap_binddn ? cli->cfg->ldap_binddn : "anonymous";
 
 		if (directory_connect(cli->cfg, &ld, err, sizeof(err)) < 0) {
-			check_fail(&st, EXIT_FAIL, "LDAP %s: %s", cli->cfg->ldap_uri, err);
+			size_t ul = strlen(cli->cfg->ldap_uri);
+
+			/* directory errors usually start with the URI already */
+			if (strncmp(err, cli->cfg->ldap_uri, ul) == 0 && err[ul] == ':')
+				check_fail(&st, EXIT_FAIL, "LDAP %s", err);
+			else
+				check_fail(&st, EXIT_FAIL, "LDAP %s: %s", cli->cfg->ldap_uri, err);
 		} else {
 			LDAPMessage *res = NULL;
 			char *noattrs[] = { LDAP_NO_ATTRS, NULL };

@@ -242,6 +242,22 @@ def test_check_failures():
            "API answering 503: FAIL API (transient), exit 1")
         t.fake.clear_faults()
 
+        # A directory that accepts the connection and never answers.
+        hang = socket.socket()
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(5)
+        try:
+            uri = "ldap://127.0.0.1:%d" % hang.getsockname()[1]
+            conf = t.write_conf("hang.conf", ldap_uri=uri, ldap_timeout="1")
+            r = t.run("check", conf=conf)
+            ok(r.rc == 1 and re.search(r"^FAIL LDAP %s: anonymous bind: Timed out" % re.escape(uri),
+                                       r.out, re.M), "a directory that never answers: ldap_timeout, FAIL LDAP")
+            r = t.run("revoke", "jdoe", conf=conf)
+            ok(r.rc == 1 and "Timed out" in r.err and t.spool_files("queue") == [],
+               "revoke of a uid then: exit 1, nothing queued")
+        finally:
+            hang.close()
+
         os.makedirs(t.spool, exist_ok=True)
         os.chmod(t.spool, 0o777)
         r = t.run("check")

@@ -183,31 +183,9 @@ static void audit(int prio, const struct job *j, const char *action,
 
 /* ---- circuit breaker -------------------------------------------------- */
 
-/* The removal times of the last window, from spool_dir/breaker (a restart
- * must not reset the count).  Only the newest breaker_max matter. */
-static size_t breaker_read(struct worker *w, int64_t now, int64_t *v, size_t max)
-{
-	FILE *fp = fopen(w->breaker_path, "re");
-	char line[64];
-	size_t n = 0;
-
-	if (!fp)
-		return 0;
-	while (fgets(line, sizeof(line), fp)) {
-		char *end;
-		long long t = strtoll(line, &end, 10);
-		if (end == line || t <= now - w->cfg->breaker_window || t > now + 86400)
-			continue;
-		if (n == max) {
-			memmove(v, v + 1, (max - 1) * sizeof(*v));
-			n--;
-		}
-		v[n++] = t;
-	}
-	fclose(fp);
-	return n;
-}
-
+/* The removal times of the last window live in spool_dir/breaker, one
+ * number a line, so a restart does not reset the count.  Admission keeps
+ * it near breaker_max lines; older lines are dropped on every rewrite. */
 static int breaker_lock(struct worker *w, int how)
 {
 	int fd = open(w->breaker_lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
@@ -228,54 +206,59 @@ static void breaker_unlock(int fd)
 		close(fd);  /* drops the flock */
 }
 
+/* Calls OUT (when not NULL) for each time still inside the window; returns
+ * how many there are. */
+static size_t breaker_scan(struct worker *w, int64_t now, FILE *out)
+{
+	FILE *fp = fopen(w->breaker_path, "re");
+	char line[64];
+	size_t n = 0;
+
+	if (!fp)
+		return 0;
+	while (fgets(line, sizeof(line), fp)) {
+		char *end;
+		long long t = strtoll(line, &end, 10);
+		if (end == line || t <= now - w->cfg->breaker_window || t > now + 86400)
+			continue;
+		if (out)
+			fprintf(out, "%lld\n", t);
+		n++;
+	}
+	fclose(fp);
+	return n;
+}
+
 /* How many removals the window already holds. */
 static size_t breaker_count(struct worker *w)
 {
-	size_t max = (size_t)w->cfg->breaker_max, n;
-	int64_t *v = calloc(max ? max : 1, sizeof(*v));
-	int fd;
-
-	if (!v)
-		return max;  /* no memory: behave as tripped, never as open */
-	fd = breaker_lock(w, LOCK_SH);
-	n = breaker_read(w, (int64_t)time(NULL), v, max);
+	int fd = breaker_lock(w, LOCK_SH);
+	size_t n = breaker_scan(w, (int64_t)time(NULL), NULL);
 	breaker_unlock(fd);
-	free(v);
 	return n;
 }
 
 /* Records one removal: the file is rewritten whole (tmp, fsync, rename). */
 static void breaker_record(struct worker *w)
 {
-	size_t max = (size_t)w->cfg->breaker_max, n, i;
-	int64_t now = (int64_t)time(NULL), *v = calloc(max + 1, sizeof(*v));
+	int64_t now = (int64_t)time(NULL);
 	char tmp[4200];
 	FILE *fp = NULL;
-	int fd = -1, ok = 0;
+	int fd, ok = 0;
 
-	if (!v)
-		goto out;
 	fd = breaker_lock(w, LOCK_EX);
-	n = breaker_read(w, now, v, max);
-	if (n == max && n > 0) {
-		memmove(v, v + 1, (n - 1) * sizeof(*v));
-		n--;
-	}
-	v[n++] = now;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->breaker_path);
 	fp = fopen(tmp, "we");
 	if (!fp)
 		goto out;
-	for (i = 0; i < n; i++)
-		fprintf(fp, "%" PRId64 "\n", v[i]);
+	breaker_scan(w, now, fp);
+	fprintf(fp, "%" PRId64 "\n", now);
 	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
 		fclose(fp);
-		fp = NULL;
 		unlink(tmp);
 		goto out;
 	}
 	fclose(fp);
-	fp = NULL;
 	if (rename(tmp, w->breaker_path) != 0) {
 		unlink(tmp);
 		goto out;
@@ -283,7 +266,6 @@ static void breaker_record(struct worker *w)
 	ok = 1;
 out:
 	breaker_unlock(fd);
-	free(v);
 	if (!ok)
 		log_msg(LOG_ERR, "breaker: cannot record a removal in %s: %s", w->breaker_path,
 		        strerror(errno));

@@ -445,6 +445,38 @@ out:
 	config_free(cfg);
 }
 
+static void test_breaker_window(void)
+{
+	struct config *cfg = mkcfg();
+	struct worker *w;
+	char id[JOB_ID_MAX], path[500], buf[200], *s;
+	long now = (long)time(NULL);
+	int i, lines = 0;
+
+	reset_org("{\"users\":[" USER("user-bw", "bw@example.com", "reader") "]}");
+	cfg->breaker_max = 2;
+	cfg->breaker_window = 60;
+	snprintf(path, sizeof(path), "%s/breaker", cfg->spool_dir);
+	snprintf(buf, sizeof(buf), "%ld\n%ld\n%ld\ngarbage\n", now - 120, now - 61, now - 100);
+	write_file(path, buf);
+	w = mkworker(cfg, NULL);
+	if (!w) {
+		ok(0, "breaker window: worker");
+		goto out;
+	}
+	enqueue(w, mkjob("bw", "bw@example.com", NULL), id);
+	worker_run(w, 1);
+	ok(!org_has_user("user-bw"), "breaker window: removals older than the window do not count");
+	s = read_all(path);
+	for (i = 0; s[i]; i++)
+		lines += s[i] == '\n';
+	is_int(lines, 1, "breaker window: old times dropped when the file is rewritten");
+	free(s);
+out:
+	worker_free(w);
+	config_free(cfg);
+}
+
 /* ---- retries ------------------------------------------------------------- */
 
 static int wait_gone(const char *user, double secs)
@@ -1018,6 +1050,7 @@ int main(void)
 	test_protected();
 	test_exempt_notmember_dry();
 	test_breaker();
+	test_breaker_window();
 	test_retry_after();
 	test_transient();
 	test_auth();

@@ -30,6 +30,14 @@ def test_version():
     ok(r.rc == 0 and r.out.startswith("openai-revoke "), "-V too")
 
 
+def test_write_error():
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([PROG, "--help"], stdin=subprocess.DEVNULL, stdout=full,
+                           stderr=subprocess.PIPE, timeout=60)
+    ok(r.returncode == 1 and b"write error" in r.stderr,
+       "a full standard output is a failure, not a silent success")
+
+
 def test_help():
     r = bare("--help")
     is_eq(r.rc, 0, "--help exits 0")
@@ -376,6 +384,7 @@ def test_terminal():
 sys.exit(run([
     ("version", test_version),
     ("help", test_help),
+    ("write error", test_write_error),
     ("usage errors", test_usage_errors),
     ("missing config", test_missing_config),
     ("bad config", test_check_bad_config),

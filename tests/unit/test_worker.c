@@ -472,6 +472,16 @@ static void test_breaker_window(void)
 		lines += s[i] == '\n';
 	is_int(lines, 1, "breaker window: old times dropped when the file is rewritten");
 	free(s);
+
+	/* a breaker file that cannot be written is an error line, not a stop */
+	reset_org("{\"users\":[" USER("user-bw2", "bw2@example.com", "reader") "]}");
+	snprintf(buf, sizeof(buf), "%s.tmp", path);
+	mkdir(buf, 0700);
+	enqueue(w, mkjob("bw2", "bw2@example.com", NULL), id);
+	worker_run(w, 1);
+	ok(!org_has_user("user-bw2"), "breaker file unwritable: the removal still happens");
+	is_int(log_count("breaker: cannot record a removal", NULL, NULL), 1, "breaker file unwritable: logged");
+	rmdir(buf);
 out:
 	worker_free(w);
 	config_free(cfg);

@@ -449,7 +449,7 @@ static void test_breaker_window(void)
 {
 	struct config *cfg = mkcfg();
 	struct worker *w;
-	char id[JOB_ID_MAX], path[500], buf[200], *s;
+	char id[JOB_ID_MAX], path[500], buf[600], *s;
 	long now = (long)time(NULL);
 	int i, lines = 0;
 

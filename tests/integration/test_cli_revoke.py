@@ -275,6 +275,29 @@ def test_run_signals():
         finally:
             kill_quietly(p)
             t.fake.clear_faults()
+
+        # SIGKILL with a job in hand: nothing can be cleaned up, and still
+        # the next run replays the job (active/ goes back to queue/).
+        populate(t, ["crash"])
+        t.fake.fault("delay", "/v1/organization/users/user-crash", method="DELETE", seconds=3,
+                     count=1)
+        t.fake.clear_requests()
+        p = t.spawn("run")
+        try:
+            t.run("revoke", "crash")
+            wait_for(lambda: t.spool_files("active"), 15, "the worker to claim the job")
+            wait_for(lambda: any(q["method"] == "DELETE" for q in t.fake.requests()), 15,
+                     "the DELETE to be on its way")
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            ok(len(t.spool_files("active")) == 1, "killed mid-request: the job is still in active/")
+        finally:
+            kill_quietly(p)
+        r = t.run("run", "--once")
+        ok(r.rc == 0 and "user-crash" not in members(t), "the next run --once finishes it")
+        ok(t.spool_files("active") == [] and t.spool_files("queue") == [], "and the spool is empty")
+        ok(re.search(r"action=(removed|already_gone) .*openai_user=user-crash", t.log()),
+           "with its audit line")
         ok(t.key_seen() == [], "the admin key appears nowhere")
         ok(t.sanitizer_reports() == [], "no sanitizer report")
 

@@ -360,6 +360,7 @@ static enum disp retry_or_fail(struct worker *w, struct job *j, const struct ope
 /* ---- invites -------------------------------------------------------------- */
 
 struct invite_scan {
+	const struct config *cfg;
 	const struct job *j;
 	const struct openai_user *users;
 	size_t nusers;
@@ -368,11 +369,19 @@ struct invite_scan {
 	int oom;
 };
 
+static int user_protected(const struct config *cfg, const struct openai_user *u);
+
+/* To one of the person's addresses, and not to the address of a protected
+ * member (what protects the account protects its invites too). */
 static int invite_matches(const struct invite_scan *s, const char *email)
 {
 	size_t i;
 	if (!email)
 		return 0;
+	for (i = 0; i < s->nusers; i++)
+		if (s->users[i].email && strcasecmp(s->users[i].email, email) == 0 &&
+		    user_protected(s->cfg, &s->users[i]))
+			return 0;
 	for (i = 0; s->j->emails && s->j->emails[i]; i++)
 		if (strcasecmp(s->j->emails[i], email) == 0)
 			return 1;
@@ -424,6 +433,7 @@ static int revoke_invites(struct worker *w, const struct job *j, const struct op
 
 	*count = 0;
 	memset(&s, 0, sizeof(s));
+	s.cfg = w->cfg;
 	s.j = j;
 	s.users = users;
 	s.nusers = nusers;

@@ -763,7 +763,9 @@ static void test_mixed_protection(void)
 	char id[JOB_ID_MAX];
 
 	reset_org("{\"users\":[" USER("user-mx1", "mx@example.com", "owner") ","
-	          USER("user-mx2", "mx@personal.example", "reader") "]}");
+	          USER("user-mx2", "mx@personal.example", "reader") "],\"invites\":["
+	          "{\"id\":\"invite-mx1\",\"email\":\"MX@example.com\",\"role\":\"reader\",\"status\":\"pending\"},"
+	          "{\"id\":\"invite-mx2\",\"email\":\"mx@personal.example\",\"role\":\"reader\",\"status\":\"pending\"}]}");
 	w = mkworker(cfg, NULL);
 	if (!w) {
 		ok(0, "mixed: worker");
@@ -778,6 +780,8 @@ static void test_mixed_protection(void)
 	is_int(job_state(w, id, &j), SPOOL_FAILED, "mixed: the job waits in failed/ for a person");
 	ok(j && j->last_error && strstr(j->last_error, "protected"), "mixed: last_error says why");
 	job_free(j);
+	ok(org_has("invites", "invite-mx1"), "mixed: an invite to the protected member's address is kept");
+	ok(!org_has("invites", "invite-mx2"), "mixed: an invite to the removed member's address is revoked");
 out:
 	worker_free(w);
 	config_free(cfg);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,6 +115,7 @@ static void child_enqueue(int fd, unsigned seed)
 
 	if (spool_open(dir, &s, err, sizeof(err)) != 0)
 		_exit(2);
+	report(fd, 'R', "");
 	for (;;) {
 		struct job *j = job_new("test", "crash");
 
@@ -138,6 +140,7 @@ static void child_drain(int fd, unsigned seed)
 
 	if (spool_open(dir, &s, err, sizeof(err)) != 0)
 		_exit(2);
+	report(fd, 'R', ""); /* before recovery: a kill there is part of the test */
 	if (spool_lock(s) != 1)
 		_exit(5);
 	if (spool_recover(s) < 0)
@@ -207,6 +210,7 @@ static void child_operator(int fd, unsigned seed)
 
 	if (spool_open(dir, &s, err, sizeof(err)) != 0)
 		_exit(2);
+	report(fd, 'R', "");
 	for (;;) {
 		struct ids ids;
 		int i;
@@ -233,15 +237,51 @@ static void child_operator(int fd, unsigned seed)
 
 /* ---- the parent -------------------------------------------------------- */
 
-/* Run one child, kill it after a random delay, collect its reports.
- * Returns the child's exit code, 128+signal, or -1. */
-static int round_once(int drain, unsigned *seed, int *reports)
+struct reader {
+	char line[JOB_ID_MAX + 8];
+	size_t ll;
+	int ready;
+};
+
+static void consume(struct reader *r, const char *buf, ssize_t n, int *reports)
 {
-	int fds[2], status;
+	ssize_t i;
+
+	for (i = 0; i < n; i++) {
+		if (buf[i] != '\n') {
+			if (r->ll < sizeof(r->line) - 1)
+				r->line[r->ll++] = buf[i];
+			continue;
+		}
+		r->line[r->ll] = '\0';
+		r->ll = 0;
+		if (r->line[0] == 'R') {
+			r->ready = 1;
+			continue;
+		}
+		if (r->line[0] == 'E' && r->line[1] == ' ')
+			set_add(&enqueued, r->line + 2);
+		else if (r->line[0] == 'D' && r->line[1] == ' ')
+			set_add(&done, r->line + 2);
+		(*reports)++;
+	}
+}
+
+/* Run one child; once it says it has opened the spool (so that a slow
+ * machine, or valgrind, still kills it mid-work rather than at start-up),
+ * kill it after a random delay and collect its reports.  Returns the
+ * child's exit code, 128+signal, or -1. */
+static int idle_rounds;
+
+static int round_once(int drain, unsigned *seed, long *max_delay_us, int *reports)
+{
+	int before = *reports;
+	struct reader r = { "", 0, 0 };
+	int fds[2], status, eof = 0;
+	int64_t deadline;
 	pid_t pid;
 	struct timespec d;
-	char buf[8192], line[JOB_ID_MAX + 8];
-	size_t ll = 0;
+	char buf[8192];
 	ssize_t n;
 
 	if (pipe(fds) != 0)
@@ -259,35 +299,46 @@ static int round_once(int drain, unsigned *seed, int *reports)
 		_exit(9);
 	}
 	close(fds[1]);
-	d.tv_sec = 0;
-	d.tv_nsec = (long)(rand_r(seed) % (drain ? 2 * MAX_DELAY_US : MAX_DELAY_US)) * 1000;
+	deadline = mono_ms() + 10000;
+	while (!r.ready && !eof && mono_ms() < deadline) {
+		struct pollfd pfd = { fds[0], POLLIN, 0 };
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = read(fds[0], buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			eof = 1;
+		else
+			consume(&r, buf, n, reports);
+	}
+	if (!r.ready && !eof)
+		diag("child %ld did not start within 10 s", (long)pid);
+	n = rand_r(seed) % *max_delay_us;
+	d.tv_sec = n / 1000000;
+	d.tv_nsec = (long)(n % 1000000) * 1000;
 	nanosleep(&d, NULL);
 	kill(pid, SIGKILL);
 	/* Read to EOF: the write end closes when the child dies. */
-	for (;;) {
-		ssize_t i;
-
+	while (!eof) {
 		n = read(fds[0], buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		for (i = 0; i < n; i++) {
-			if (buf[i] != '\n') {
-				if (ll < sizeof(line) - 1)
-					line[ll++] = buf[i];
-				continue;
-			}
-			line[ll] = '\0';
-			ll = 0;
-			if (line[0] == 'E' && line[1] == ' ')
-				set_add(&enqueued, line + 2);
-			else if (line[0] == 'D' && line[1] == ' ')
-				set_add(&done, line + 2);
-			(*reports)++;
-		}
+		consume(&r, buf, n, reports);
 	}
 	close(fds[0]);
+	/* Where the machine is slow (valgrind), give the children longer, so
+	 * that the kills still land in the middle of the work. */
+	if (*reports > before)
+		idle_rounds = 0;
+	if (*reports == before && ++idle_rounds >= 3 && *max_delay_us < 2000000) {
+		*max_delay_us *= 2;
+		idle_rounds = 0;
+	} else if (*reports - before > 10 && *max_delay_us > MAX_DELAY_US)
+		*max_delay_us /= 2;
 	if (waitpid(pid, &status, 0) != pid)
 		return -1;
 	if (WIFSIGNALED(status))
@@ -416,8 +467,11 @@ static void phase(int drain, unsigned seed)
 	const char *name = drain == 2 ? "operator" : drain ? "drain" : "enqueue";
 	int rounds = 0, killed = 0, reports = 0, odd = 0, bad_rounds = 0;
 	int64_t start = mono_ms();
+	long max_delay = drain ? 2 * MAX_DELAY_US : MAX_DELAY_US;
 	struct verdict v;
 	char first[300] = "";
+
+	idle_rounds = 0;
 
 	while (rounds < ROUNDS &&
 	       (rounds < MIN_ROUNDS || mono_ms() - start < PHASE_BUDGET_S * 1000)) {
@@ -440,7 +494,7 @@ static void phase(int drain, unsigned seed)
 				spool_close(s);
 			}
 		}
-		rc = round_once(drain, &seed, &reports);
+		rc = round_once(drain, &seed, &max_delay, &reports);
 		rounds++;
 		if (rc == 128 + SIGKILL)
 			killed++;

@@ -172,11 +172,17 @@ static int mf_line(struct mapfile *m, const char *name, int lineno, char *line,
 	e = s + strlen(s);
 	if (e > s && e[-1] == '\r')
 		*--e = '\0';
+	/* '#' opening a field starts a comment ("cn=Team #5" needs "\#5") */
+	for (e = s; *e; e++)
+		if (*e == '#' && (e == s || is_space(e[-1]))) {
+			*e = '\0';
+			break;
+		}
 	while (is_space(*s))
 		s++;
 	while (e > s && is_space(e[-1]))
 		*--e = '\0';
-	if (*s == '\0' || *s == '#')
+	if (*s == '\0')
 		return 0;
 
 	/* The right side is the last field; a DN on the left may hold spaces. */

@@ -91,11 +91,15 @@ static void test_parse(void)
 		"Bob@Example.COM   robert@corp.example.com\n"
 		"robot    -\n"
 		"  # indented comment\n"
+		"commented user-cc   # a trailing comment\n"
+		"cn=Team \\#5,dc=example,dc=com user-team # escaped hash in a DN\n"
 		"last-line-no-newline user-zz";
 
 	m = parse(text, err, sizeof(err));
 	ok(m != NULL, "parse: valid file") ? (void)0 : diag("%s", err);
-	is_int(mapfile_size(m), 6, "parse: six entries");
+	is_int(mapfile_size(m), 8, "parse: eight entries");
+	is_str(mapfile_get(m, "commented"), "user-cc", "get: trailing comment ignored");
+	is_str(mapfile_get(m, "CN=team \\235, DC=example, DC=com"), "user-team", "get: escaped # in a DN");
 	is_str(mapfile_get(m, "uid=jdoe,ou=people,dc=example,dc=com"), "user-abc123", "get: DN, other case");
 	is_str(mapfile_get(m, "UID=JDOE, OU=PEOPLE, DC=EXAMPLE, DC=COM"), "user-abc123", "get: DN normalised (case, spaces)");
 	is_str(mapfile_get(m, "cn=john doe,ou=People,dc=Example,dc=com"), "user-john_1", "get: DN with a space on the left side");

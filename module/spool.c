@@ -46,7 +46,11 @@
 #include "spool.h"
 
 #define NSTATES 5
-#define STALE_TMP_SECONDS 3600
+/* tmp/ files older than this are leftovers of a crash (the unit test
+ * shortens it to see one go). */
+#ifndef SPOOL_STALE_TMP_SECONDS
+#define SPOOL_STALE_TMP_SECONDS 3600
+#endif
 /* The claim batch holds at most this many names (the oldest ones); a longer
  * queue is read again when the batch is used up.  (The unit test shrinks it
  * to exercise the cut.) */
@@ -811,7 +815,7 @@ static void clean_tmp(struct spool *s)
 			continue;
 		/* ctime, not mtime: a deferred record's mtime is in the future. */
 		if (fstatat(s->tmpfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-		    !S_ISREG(st.st_mode) || now - (int64_t)st.st_ctime < STALE_TMP_SECONDS)
+		    !S_ISREG(st.st_mode) || now - (int64_t)st.st_ctime < SPOOL_STALE_TMP_SECONDS)
 			continue;
 		if (unlinkat(s->tmpfd, de->d_name, 0) == 0)
 			log_msg(LOG_NOTICE, "spool: removed stale %s/tmp/%s", s->dir, de->d_name);

@@ -4,6 +4,7 @@
 #include "or_build.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pwd.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ struct cli {
 	struct config *cfg;
 	char *key;          /* secret_free */
 	char *ldap_error;   /* set once connecting failed: not retried per USER */
+	int as_owner;       /* effective ids switched to the spool's owner */
 };
 
 /* The key from OPENAI_ADMIN_KEY, copied and wiped from the environment at
@@ -485,6 +488,42 @@ static int build_job(struct cli *cli, LDAP **ld, const char *user, int as_id,
 	return directory_read_user(*ld, cli->cfg, user, "cli", out, disabled, err, errlen);
 }
 
+/* Run as root, the command touches the spool as the spool's owner (the
+ * directory server's user, e.g. openldap): files it creates there must stay
+ * readable and writable by the worker inside slapd.  Only the effective ids
+ * change, so the key and the directory are still read as root. */
+static int spool_enter(struct cli *cli)
+{
+	struct stat st;
+
+	if (cli->as_owner || geteuid() != 0)
+		return 0;
+	if (stat(cli->cfg->spool_dir, &st) != 0 || st.st_uid == 0)
+		return 0;
+	if (setegid(st.st_gid) != 0 || seteuid(st.st_uid) != 0) {
+		int e = errno;
+
+		(void)setegid(0);
+		errmsg("cannot act as uid %ld, the owner of %s: %s", (long)st.st_uid,
+		       cli->cfg->spool_dir, strerror(e));
+		return -1;
+	}
+	cli->as_owner = 1;
+	log_msg(LOG_DEBUG, "acting as uid %ld gid %ld, the owner of the spool %s",
+	        (long)st.st_uid, (long)st.st_gid, cli->cfg->spool_dir);
+	return 0;
+}
+
+static void spool_leave(struct cli *cli)
+{
+	if (!cli->as_owner)
+		return;
+	/* The saved set-user-ID is still 0: this cannot be refused. */
+	if (seteuid(0) != 0 || setegid(0) != 0)
+		errmsg("cannot return to root: %s", strerror(errno));
+	cli->as_owner = 0;
+}
+
 /* ---- check --------------------------------------------------------------- */
 
 struct check_state {
@@ -542,7 +581,7 @@ static int spool_writable(const char *dir)
 
 	for (i = 0; i < sizeof(spool_subdirs) / sizeof(spool_subdirs[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, spool_subdirs[i]);
-		if (access(path, W_OK | X_OK) != 0)
+		if (faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) != 0)
 			return (int)i + 1;
 	}
 	return 0;
@@ -598,13 +637,16 @@ static int cmd_check(struct cli *cli, int argc, char **argv)
 		}
 	}
 
-	if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0)
+	if (spool_enter(cli) < 0)
+		check_fail(&st, EXIT_FAIL, "spool %s: cannot act as its owner", cli->cfg->spool_dir);
+	else if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0)
 		check_fail(&st, EXIT_FAIL, "spool %s: %s", cli->cfg->spool_dir, err);
 	else if ((r = spool_writable(cli->cfg->spool_dir)) != 0)
 		check_fail(&st, EXIT_FAIL, "spool %s: cannot write in %s/: %s", cli->cfg->spool_dir,
 		           r > 0 ? spool_subdirs[r - 1] : "?", strerror(errno));
 	else
 		check_ok("spool %s", cli->cfg->spool_dir);
+	spool_leave(cli);
 
 	if (!cli->key) {
 		check_fail(&st, EXIT_FAIL, "API %s: not tried without an admin key", cli->cfg->api_url);
@@ -946,6 +988,10 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 	}
 
 	if (!o.now) {
+		if (spool_enter(cli) < 0) {
+			status = EXIT_FAIL;
+			goto out;
+		}
 		if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0) {
 			errmsg("spool %s: %s", cli->cfg->spool_dir, err);
 			status = EXIT_FAIL;
@@ -969,10 +1015,14 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 		status = EXIT_USAGE;
 		goto out;
 	}
+	if (spool_enter(cli) < 0) {
+		status = EXIT_FAIL;
+		goto out;
+	}
 	if (openai_global_init() < 0 ||
 	    worker_new(cli->cfg, cli->key, &w, err, sizeof(err)) < 0) {
 		errlines(err);
-		status = EXIT_USAGE;
+		status = EXIT_FAIL;
 		w = NULL;
 		goto out;
 	}
@@ -1225,6 +1275,8 @@ static int cmd_queue(struct cli *cli, int argc, char **argv)
 	}
 	if (load_config(cli) < 0)
 		return EXIT_USAGE;
+	if (spool_enter(cli) < 0)
+		return EXIT_FAIL;
 	if (spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0) {
 		errmsg("spool %s: %s", cli->cfg->spool_dir, err);
 		return EXIT_FAIL;
@@ -1373,9 +1425,15 @@ static int cmd_reconcile(struct cli *cli, int argc, char **argv)
 	}
 	/* Open the spool before reading anything, so --apply cannot fail
 	 * after a long read for a reason known at the start. */
-	if (o.apply && spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err)) < 0) {
-		errmsg("spool %s: %s", cli->cfg->spool_dir, err);
-		goto out;
+	if (o.apply) {
+		if (spool_enter(cli) < 0)
+			goto out;
+		r = spool_open(cli->cfg->spool_dir, &sp, err, sizeof(err));
+		spool_leave(cli);
+		if (r < 0) {
+			errmsg("spool %s: %s", cli->cfg->spool_dir, err);
+			goto out;
+		}
 	}
 	rec.progress = isatty(STDERR_FILENO) && !cli->verbose;
 	if (directory_connect(cli->cfg, &ld, err, sizeof(err)) < 0) {
@@ -1407,7 +1465,10 @@ static int cmd_reconcile(struct cli *cli, int argc, char **argv)
 	if (o.apply) {
 		size_t queued = 0;
 
+		if (spool_enter(cli) < 0)
+			goto out;
 		r = reconcile_apply(&rec, sp, o.absent, &queued, err, sizeof(err));
+		spool_leave(cli);
 		if (r < 0) {
 			errmsg("reconcile: queued %zu, then: %s", queued, err);
 			goto out;
@@ -1463,9 +1524,11 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		errmsg("admin key: %s", err);
 		return EXIT_USAGE;
 	}
+	if (spool_enter(cli) < 0)
+		return EXIT_FAIL;
 	if (openai_global_init() < 0 || worker_new(cli->cfg, cli->key, &w, err, sizeof(err)) < 0) {
 		errlines(err);
-		return EXIT_USAGE;
+		return EXIT_FAIL;
 	}
 	run_worker = w;
 	if (stop_requested)

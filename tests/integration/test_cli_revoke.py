@@ -302,6 +302,46 @@ def test_run_signals():
         ok(t.sanitizer_reports() == [], "no sanitizer report")
 
 
+def test_spool_owner():
+    """Run as root against a spool owned by the directory server's user, the
+    command writes there as that user: the worker inside slapd must be able
+    to read and move every file it finds."""
+    if os.geteuid() != 0:
+        ok(True, "# SKIP needs root")
+        return
+    with CliEnv() as t:
+        populate(t, ["o1", "o2", "o3", "boss"], owners=["boss"])
+        os.mkdir(t.spool, 0o700)
+        os.chown(t.spool, 65534, 65534)
+        os.chmod(t.dir, 0o755)
+
+        def foreign():
+            bad = []
+            for root, dirs, files in os.walk(t.spool):
+                for n in dirs + files:
+                    st = os.lstat(os.path.join(root, n))
+                    if (st.st_uid, st.st_gid) != (65534, 65534):
+                        bad.append(os.path.join(root, n))
+            return bad
+        r = t.run("check")
+        ok(r.rc == 0 and foreign() == [], "check creates the spool's subdirectories as its owner")
+        r = t.run("revoke", "o1", "boss")
+        ok(r.rc == 0 and len(t.spool_files("queue")) == 2 and foreign() == [],
+           "revoke writes its jobs as the spool's owner")
+        r = t.run("run", "--once")
+        ok(r.rc == 1 and "user-o1" not in members(t) and foreign() == [],
+           "run --once works as the owner too (breaker state, failed/ included)")
+        fid = t.spool_files("failed")
+        r = t.run("queue", "retry", fid[0])
+        ok(r.rc == 0 and foreign() == [], "queue retry rewrites the record as the owner")
+        r = t.run("revoke", "--now", "o2")
+        ok(r.rc == 0 and "user-o2" not in members(t) and foreign() == [], "revoke --now as well")
+        r = t.run("reconcile", "--apply", "--include-absent")
+        ok(r.rc == 0 and foreign() == [], "reconcile --apply as well: %s" % r.err.strip()[:200])
+        ok(t.key_seen() == [], "the admin key appears nowhere")
+        ok(t.sanitizer_reports() == [], "no sanitizer report")
+
+
 def test_secrets():
     with CliEnv() as t:
         populate(t, ["k1", "k2"])
@@ -340,5 +380,6 @@ sys.exit(run([
     ("queue ops", test_queue_ops),
     ("queue unreadable", test_queue_unreadable),
     ("run signals", test_run_signals),
+    ("spool owner", test_spool_owner),
     ("secrets", test_secrets),
 ]))

@@ -13,10 +13,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import ok, is_eq, diag, run, skip_all  # noqa: E402
 from slapdtest import Slapd, SUFFIX, wait_for, entry_ldif  # noqa: E402
 from test_plugin_common import (PluginEnv, PLUGIN, PEOPLE, dn_of, org_user,  # noqa: E402
-                                plugin_line, queued_for)
+                                plugin_line, queued_for, SANITIZERS)
 
 if not os.path.exists(PLUGIN):
     skip_all("%s not built" % PLUGIN)
+if SANITIZERS:
+    # these tests watch slapd and its tools exit; under the ASan runtime
+    # they hang in exit handlers (see test_plugin_common.py)
+    skip_all("slapd and its tools cannot exit under the ASan runtime on Debian 12")
 
 
 class Relay:

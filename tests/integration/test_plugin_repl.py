@@ -8,7 +8,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tap import ok, is_eq, diag, run, skip_all  # noqa: E402
 from slapdtest import Slapd, ROOTDN, ROOTPW, SUFFIX, wait_for  # noqa: E402
-from test_plugin_common import PluginEnv, PLUGIN, dn_of, plugin_line, queued_for  # noqa: E402
+from test_plugin_common import (PluginEnv, PLUGIN, dn_of, plugin_line, queued_for,  # noqa: E402
+                                slapd_env, SANITIZERS)  # noqa: E402
 
 if not os.path.exists(PLUGIN):
     skip_all("%s not built" % PLUGIN)
@@ -31,7 +32,8 @@ def consumer(env, provider, where):
             'searchbase="%s" type=%s retry="1 +" attrs="*,+"'
             % (provider.ldap, ROOTDN, ROOTPW, SUFFIX, kind))
     line = plugin_line(conf)
-    return Slapd(global_lines=["moduleload syncprov"],
+    return Slapd(global_lines=["moduleload syncprov"], env=slapd_env(),
+                 stop_grace=10 if SANITIZERS else None,
                  plugin_lines=[line] if where == "global" else [],
                  db_lines=[sync] + ([line] if where == "database" else []))
 

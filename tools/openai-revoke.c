@@ -1686,8 +1686,9 @@ out:
 	if (env_key)
 		secret_free(env_key);
 	if (cli.cfg) {
-		config_free(cli.cfg);
+		/* the logger may hold cfg's ident until it is torn down */
 		log_teardown();
+		config_free(cli.cfg);
 	}
 	if (fflush(stdout) != 0 && status == EXIT_OK) {
 		errmsg("write error: %s", strerror(errno));

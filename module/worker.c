@@ -48,7 +48,7 @@ struct worker {
 	pthread_cond_t cv;
 	int notified;
 	int thread_stop;            /* __atomic */
-	volatile sig_atomic_t stop_req;
+	int stop_req;               /* __atomic: lock-free, so safe from a signal handler */
 	pthread_t thread;
 	int running;
 
@@ -84,7 +84,8 @@ static int64_t real_now_ns(void)
 
 static int should_stop(struct worker *w)
 {
-	return w->stop_req || __atomic_load_n(&w->thread_stop, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&w->stop_req, __ATOMIC_SEQ_CST) ||
+	       __atomic_load_n(&w->thread_stop, __ATOMIC_SEQ_CST);
 }
 
 /* xorshift64*: jitter only needs to spread retries, not to be secret, but
@@ -946,7 +947,7 @@ void worker_stop(struct worker *w)
 void worker_request_stop(struct worker *w)
 {
 	if (w)
-		w->stop_req = 1;
+		__atomic_store_n(&w->stop_req, 1, __ATOMIC_SEQ_CST);
 }
 
 int worker_run(struct worker *w, int once)

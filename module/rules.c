@@ -162,7 +162,10 @@ char *rules_dn_normalize(const char *dn)
 
 	if (!dn)
 		return NULL;
-	if (ldap_str2dn(dn, &parsed, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS)
+	/* RFC 4514 first; then libldap's lenient form, which also takes the
+	 * LDAPv2 spellings (';' between RDNs, quoted values) people still write */
+	if (ldap_str2dn(dn, &parsed, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS &&
+	    ldap_str2dn(dn, &parsed, LDAP_DN_FORMAT_LDAP) != LDAP_SUCCESS)
 		return NULL;
 	nb_putc(&b, '\0');  /* "" is the root DN */
 	b.len = 0;

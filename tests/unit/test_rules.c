@@ -55,6 +55,10 @@ static void test_below(void)
 	ok(rules_dn_is_below("cn=a+sn=b,ou=people,dc=example,dc=com", base), "below: multi-valued RDN child");
 	ok(rules_dn_is_below("uid=x,cn=a+sn=b,dc=c", "sn=B+cn=A,dc=c"), "below: multi-valued RDN in any order");
 	ok(!rules_dn_is_below("uid=x,cn=a+sn=b,dc=c", "cn=a,dc=c"), "below: partial multi-valued RDN is not equal");
+	ok(rules_dn_is_below("uid=jdoe;ou=people;dc=example;dc=com", base), "below: LDAPv2 ';' separators");
+	ok(rules_dn_is_below("cn=\"Doe, John\",ou=people,dc=example,dc=com", base), "below: LDAPv2 quoted value");
+	ok(rules_dn_is_below("cn=Doe\\, John,ou=people,dc=example,dc=com", "cn=\"doe, john\",ou=people,dc=example,dc=com"),
+	   "below: quoted and escaped spellings are equal");
 	ok(!rules_dn_is_below("not a dn", base), "below: unparseable DN");
 	ok(!rules_dn_is_below("uid=jdoe,ou=people,dc=example,dc=com", "garbage,,"), "below: unparseable base");
 	ok(!rules_dn_is_below(NULL, base), "below: NULL dn");

@@ -633,6 +633,13 @@ static int resolve_id(struct openai_client *c, const char *id, const char *via,
 	int st;
 
 	memset(&u, 0, sizeof(u));
+	if (!c) {
+		res_local_error(res, "no API client");
+		res->status = OPENAI_PERMANENT;
+		out->kind = MAPPING_ERROR;
+		out->via = via;
+		return -1;
+	}
 	st = openai_get_user(c, id, &u, res);
 	if (st == OPENAI_OK) {
 		out->kind = MAPPING_FOUND;
@@ -665,6 +672,14 @@ static int resolve_emails(struct openai_client *c, char *const *emails, const ch
 
 		if (!*emails[i])
 			continue;
+		if (!c) {
+			mapping_result_clear(out);
+			res_local_error(res, "no API client");
+			res->status = OPENAI_PERMANENT;
+			out->kind = MAPPING_ERROR;
+			out->via = via;
+			return -1;
+		}
 		st = openai_find_users_by_email(c, emails[i], &v, &n, res);
 		if (st != OPENAI_OK) {
 			openai_users_free(v, n);
@@ -699,6 +714,12 @@ int mapping_resolve(struct mapping *m, struct openai_client *c, const struct job
 	res->retry_after = -1;
 	out->kind = MAPPING_NOT_MEMBER;
 
+	if (!j) {
+		out->kind = MAPPING_ERROR;
+		res->status = OPENAI_PERMANENT;
+		snprintf(res->message, sizeof(res->message), "no job to resolve");
+		return -1;
+	}
 	/* 1. the map file: the first of dn, uid, addresses it knows wins */
 	rhs = mapping_static_dup(m, j);
 	if (rhs) {

@@ -454,6 +454,16 @@ static void test_resolve(void)
 	check_resolve(m, c, j, MAPPING_NOT_MEMBER, NULL, NULL, "nothing to look up");
 	job_free(j);
 
+	j = mkjob(NULL, "Exempted", "a@example.com", NULL);
+	check_resolve(m, NULL, j, MAPPING_EXEMPT, NULL, "map_file", "exempt needs no API client");
+	job_free(j);
+	j = mkjob(NULL, "plain", "a@example.com", NULL);
+	ok(mapping_resolve(m, NULL, j, &r, &res) != 0 && r.kind == MAPPING_ERROR && res.status == OPENAI_PERMANENT,
+	   "resolve: no API client is an error, not a crash");
+	mapping_result_clear(&r);
+	job_free(j);
+	ok(mapping_resolve(m, c, NULL, &r, &res) != 0 && r.kind == MAPPING_ERROR, "resolve: no job is an error");
+
 	fakeorg_fault(f, "[{\"method\":\"GET\",\"path\":\"/v1/organization/users*\",\"count\":2,"
 	                 "\"action\":\"status\",\"status\":503}]");
 	j = mkjob(NULL, "plain", "a@example.com", NULL);

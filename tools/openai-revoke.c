@@ -813,6 +813,21 @@ static int cmd_map(struct cli *cli, int argc, char **argv)
 				json_set_str(jo, "role", mr.user.role);
 				json_set_str(jo, "via", mr.via);
 				json_set_str(jo, "protected", prot);
+				if (mr.nmore > 0) {
+					json_t *also = json_array();
+					size_t k;
+
+					for (k = 0; also && k < mr.nmore; k++) {
+						json_t *x = json_object();
+
+						json_set_str(x, "openai_user", mr.more[k].id);
+						json_set_str(x, "email", mr.more[k].email);
+						json_set_str(x, "role", mr.more[k].role);
+						json_set_str(x, "protected", protected_by(cli->cfg, &mr.more[k]));
+						json_array_append_new(also, x);
+					}
+					json_object_set_new(jo, "also", also ? also : json_null());
+				}
 				break;
 			case MAPPING_NOT_MEMBER:
 				json_set_str(jo, "result", "not_member");
@@ -830,15 +845,29 @@ static int cmd_map(struct cli *cli, int argc, char **argv)
 			}
 		} else {
 			switch (mr.kind) {
-			case MAPPING_FOUND:
-				print_clean(stdout, user, 1024);
-				printf(" -> %s (", mr.user.id ? mr.user.id : "?");
-				print_clean(stdout, mr.user.email, 256);
-				printf(", %s) via %s", mr.user.role ? mr.user.role : "?",
-				       mr.via ? mr.via : "?");
-				if (prot)
-					printf("; protected by %s", prot);
+			case MAPPING_FOUND: {
+				size_t k;
+
+				/* One line per member the person's addresses matched. */
+				for (k = 0; k <= mr.nmore; k++) {
+					const struct openai_user *u = k ? &mr.more[k - 1] : &mr.user;
+					const char *pk = k ? protected_by(cli->cfg, u) : prot;
+
+					if (k) {
+						if (disabled == 1)
+							fputs(" [account disabled]", stdout);
+						fputc('\n', stdout);
+					}
+					print_clean(stdout, user, 1024);
+					printf(" -> %s (", u->id ? u->id : "?");
+					print_clean(stdout, u->email, 256);
+					printf(", %s) via %s", u->role ? u->role : "?",
+					       mr.via ? mr.via : "?");
+					if (pk)
+						printf("; protected by %s", pk);
+				}
 				break;
+			}
 			case MAPPING_NOT_MEMBER:
 				print_clean(stdout, user, 1024);
 				fputs(" -> not a member", stdout);

@@ -50,6 +50,22 @@ def test_map():
         ok(r.rc == 0 and "-> user-multi (m2@example.com" in r.out,
            "several addresses: the second one matched (case-insensitively)")
 
+        t.fake.users([org_user("multi1", email="m1@example.com")])
+        r = t.run("map", "multi")
+        is_eq(sorted(r.out.splitlines()),
+              ["multi -> user-multi (m2@example.com, reader) via email",
+               "multi -> user-multi1 (m1@example.com, reader) via email"],
+              "a person whose addresses match two members: one line each")
+        r = t.run("map", "--json", "multi")
+        doc = json.loads(r.out)
+        ok(len(doc[0].get("also") or []) == 1 and
+           {doc[0]["openai_user"], doc[0]["also"][0]["openai_user"]} == {"user-multi", "user-multi1"},
+           "--json: the others under 'also'")
+        t.fake.reset(users=[org_user("jdoe"), org_user("boss", role="owner"),
+                            org_user("multi", email="m2@example.com"),
+                            org_user("twin", email="twin1@example.com"),
+                            org_user("locked"), org_user("exempt")])
+
         r = t.run("map", "outsider", "nobody@example.com")
         is_eq(r.rc, 0, "not a member is an answer: exit 0")
         is_eq(r.out, "outsider -> not a member\nnobody@example.com -> not a member\n",

@@ -359,6 +359,26 @@ static int plg_on_modify(Slapi_PBlock *pb)
 	return 0;
 }
 
+static struct job *plg_pending_take(Slapi_PBlock *pb)
+{
+	struct pending **pp, *p;
+	struct job *j = NULL;
+
+	pthread_mutex_lock(&plg.lock);
+	for (pp = &plg.pending; *pp != NULL; pp = &(*pp)->next) {
+		if ((*pp)->pb == pb) {
+			p = *pp;
+			*pp = p->next;
+			plg.npending--;
+			j = p->job;
+			free(p);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&plg.lock);
+	return j;
+}
+
 static int plg_pre_delete(Slapi_PBlock *pb)
 {
 	char *dn = NULL;
@@ -367,6 +387,9 @@ static int plg_pre_delete(Slapi_PBlock *pb)
 
 	if (!plg_active() || !plg.cfg->revoke_on_delete)
 		return 0;
+	/* A capture whose post-operation never came (another plugin aborted
+	 * the delete after us) has a pblock address slapd may hand out again. */
+	job_free(plg_pending_take(pb));
 	if (slapi_pblock_get(pb, SLAPI_DELETE_TARGET, &dn) != 0 || dn == NULL)
 		return 0;
 	if (!rules_dn_is_below(dn, plg.cfg->base) || plg_is_replicated(pb))
@@ -387,31 +410,10 @@ static int plg_pre_delete(Slapi_PBlock *pb)
 	}
 	pthread_mutex_unlock(&plg.lock);
 	if (j != NULL)
-		log_msg(LOG_ERR, "action=error dn=\"%s\" error=\"too many deletes in flight; "
-		        "not captured\"", dn);
+		plg_log_error(dn, "too many deletes in flight: not captured", 0);
 	free(p);
 	job_free(j);
 	return 0;
-}
-
-static struct job *plg_pending_take(Slapi_PBlock *pb)
-{
-	struct pending **pp, *p;
-	struct job *j = NULL;
-
-	pthread_mutex_lock(&plg.lock);
-	for (pp = &plg.pending; *pp != NULL; pp = &(*pp)->next) {
-		if ((*pp)->pb == pb) {
-			p = *pp;
-			*pp = p->next;
-			plg.npending--;
-			j = p->job;
-			free(p);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&plg.lock);
-	return j;
 }
 
 static int plg_on_delete(Slapi_PBlock *pb)

@@ -296,10 +296,43 @@ def t_examples():
         is_eq(bad, [], "every commented alternative in the example is valid when uncommented")
 
 
+def t_cn_config():
+    """ldap-hooks/openai-revoke.ldif and cn-config.ldif, applied to a running
+    cn=config slapd as documented, then a restart: the plugin works."""
+    from test_plugin_common import SRCDIR
+    hooks = os.path.join(SRCDIR, "ldap-hooks")
+    with PluginEnv(users=[org_user("cfg", email="other-address@example.com")],
+                   conf={"user_id_attribute": "openaiUserId"}, start_slapd=False,
+                   slapd_kw={"cn_config": True}) as env:
+        env.slapd.plugin_lines = []
+        env.slapd.start()
+        env.slapd.populate_base()
+        schema = open(os.path.join(hooks, "openai-revoke.ldif")).read()
+        schema = re.sub(r"(?m)^(dn: .*)$", r"\1\nchangetype: add", schema, count=1)
+        rc, out = env.slapd.config_modify(schema, check=False)
+        is_eq(rc, 0, "openai-revoke.ldif loads into a running cn=config") or diag(out)
+        snippet = open(os.path.join(hooks, "cn-config.ldif")).read()
+        snippet = snippet.replace("/usr/lib/openai-revoke/openai_revoke.so", PLUGIN)
+        snippet = snippet.replace("/etc/openai-revoke/openai-revoke.conf", env.conf)
+        rc, out = env.slapd.config_modify(snippet, check=False)
+        is_eq(rc, 0, "cn-config.ldif adds the olcPlugin value") or diag(out)
+        is_eq(env.log_with("action=start"), [],
+              "an olcPlugin added live is not started before a restart (as documented)")
+        env.slapd.restart()
+        ok(env.log_with("action=start"), "after the restart the plugin started")
+        dn = dn_of("cfg")
+        env.slapd.add_entry(dn, {"objectClass": ["inetOrgPerson", "openaiAccount"], "uid": "cfg",
+                                 "cn": "c", "sn": "c", "openaiUserId": "user-cfg"})
+        env.lock(dn)
+        env.wait_removed("user-cfg")
+        ok(True, "cn=config: a locked account with openaiUserId is removed")
+
+
 def main():
     return run([
         ("exports", t_exports),
         ("examples", t_examples),
+        ("cn=config", t_cn_config),
         ("invalid configuration", t_invalid_config),
         ("refuse start", t_refuse_start),
         ("plugin arguments", t_plugin_args),

@@ -16,6 +16,7 @@ MODULE_DIR = "/usr/lib/ldap"
 SUFFIX = "dc=example,dc=com"
 ROOTDN = "cn=admin," + SUFFIX
 ROOTPW = "secret"
+CONFIG_ROOTDN = "cn=admin,cn=config"
 
 
 class LdapError(Exception):
@@ -105,7 +106,7 @@ class Slapd:
 
     def __init__(self, plugin_lines=(), db_lines=(), global_lines=(), schemas=(),
                  sizelimit=None, valgrind=None, debug="0", ppolicy=True,
-                 start_timeout=20.0, env=None, stop_grace=None):
+                 start_timeout=20.0, env=None, stop_grace=None, cn_config=False):
         self.dir = tempfile.mkdtemp(prefix="slapdtest.")
         self.dbdir = os.path.join(self.dir, "db")
         os.mkdir(self.dbdir, 0o700)
@@ -128,6 +129,12 @@ class Slapd:
         # seconds stop() waits before SIGKILL instead of failing (for slapd
         # under the ASan runtime, which can hang in its exit handlers)
         self.stop_grace = stop_grace
+        # cn_config: slapd.conf is converted once into a cn=config directory
+        # (slaptest -F) and slapd runs from that, writable as CONFIG_ROOTDN
+        self.cn_config = cn_config
+        self.confdir = os.path.join(self.dir, "slapd.d")
+        if cn_config:
+            os.mkdir(self.confdir, 0o700)
         self.proc = None
         self.stderr_path = os.path.join(self.dir, "slapd.stderr")
         self.starts = 0
@@ -148,6 +155,8 @@ class Slapd:
             lines.append("sizelimit %s" % self.sizelimit)
         lines += self.global_lines
         lines += self.plugin_lines
+        if self.cn_config:
+            lines += ["database config", 'rootdn "%s"' % CONFIG_ROOTDN, "rootpw %s" % ROOTPW]
         lines += ["database mdb",
                   'suffix "%s"' % SUFFIX,
                   'rootdn "%s"' % ROOTDN,
@@ -163,14 +172,19 @@ class Slapd:
 
     # -- process -----------------------------------------------------------
     def command(self):
-        cmd = [SLAPD, "-f", self.conf, "-h", "%s %s" % (self.ldap, self.ldapi), "-d", str(self.debug)]
+        # the first start converts slapd.conf into the (empty) cn=config directory
+        cfg = ["-f", self.conf]
+        if self.cn_config:
+            cfg = ["-F", self.confdir] + (cfg if not os.listdir(self.confdir) else [])
+        cmd = [SLAPD] + cfg + ["-h", "%s %s" % (self.ldap, self.ldapi), "-d", str(self.debug)]
         if self.valgrind is not None:
             cmd = ["valgrind", "--log-file=" + self.valgrind_log] + list(self.valgrind) + cmd
         return cmd
 
     def spawn(self):
         """Start slapd without waiting; returns the Popen."""
-        self.write_conf()
+        if not self.cn_config or not os.listdir(self.confdir):
+            self.write_conf()
         if self.port is None:
             self.port = free_port()
             self.ldap = "ldap://127.0.0.1:%d" % self.port
@@ -287,6 +301,16 @@ class Slapd:
         full = [cmd[0], "-x", "-H", self.ldapi, "-D", ROOTDN, "-w", ROOTPW] + cmd[1:]
         r = subprocess.run(full, input=(input_text or "").encode("utf-8"),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        out = r.stdout.decode("utf-8", "replace")
+        if check and r.returncode != 0:
+            raise LdapError(r.returncode, full, out)
+        return r.returncode, out
+
+    def config_modify(self, ldif, check=True):
+        """ldapmodify against cn=config (cn_config=True)."""
+        full = ["ldapmodify", "-x", "-H", self.ldapi, "-D", CONFIG_ROOTDN, "-w", ROOTPW]
+        r = subprocess.run(full, input=ldif.encode("utf-8"), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=120)
         out = r.stdout.decode("utf-8", "replace")
         if check and r.returncode != 0:
             raise LdapError(r.returncode, full, out)

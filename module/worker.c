@@ -55,6 +55,8 @@ struct worker {
 	pthread_mutex_t pipe_mu;    /* one job at a time through client and state below */
 	uint64_t rng;
 	time_t last_auth_log;       /* monotonic; 0: never */
+	time_t auth_gate;           /* monotonic: until then, jobs wait without asking */
+	struct openai_result auth_res; /* the answer that closed the gate */
 	time_t last_alert;
 	int failures;               /* jobs that did not finish in worker_run */
 };
@@ -322,6 +324,12 @@ static enum disp retry_or_fail(struct worker *w, struct job *j, const struct ope
 
 		if (res->status == OPENAI_AUTH) {
 			time_t m = mono_now();
+			/* the key is bad for every job: the others wait without
+			 * hammering the API with it until the next try */
+			if (w->auth_gate <= m) {
+				w->auth_gate = m + AUTH_FLOOR;
+				w->auth_res = *res;
+			}
 			if (w->last_auth_log == 0 || m - w->last_auth_log >= AUTH_FLOOR) {
 				w->last_auth_log = m;
 				line_start(&l, j, "auth_failure");
@@ -518,6 +526,11 @@ static enum disp process(struct worker *w, struct job *j, const char **outcome)
 
 	memset(&r, 0, sizeof(r));
 	j->attempts++;
+	if (w->auth_gate > mono_now()) {
+		res = w->auth_res;
+		d = retry_or_fail(w, j, &res, "auth_wait", NULL, outcome);
+		goto out;
+	}
 	if (mapping_resolve(w->map, w->client, j, &r, &res) != 0 || r.kind == MAPPING_ERROR) {
 		d = retry_or_fail(w, j, &res, "resolve", NULL, outcome);
 		goto out;

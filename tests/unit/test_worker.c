@@ -602,6 +602,13 @@ static void test_auth(void)
 	is_int(job_state(w, id2, NULL), SPOOL_DEFERRED, "401: second job deferred too");
 	is_int(log_count("action=auth_failure", "401: the admin key was revoked or is wrong", "err"), 1,
 	       "401: one err line naming the cause for two jobs");
+	is_int(log_count(id2, "action=deferred", "stage=auth_wait"), 1,
+	       "401: the second job waits without asking the API");
+	{
+		json_t *rq = fake_json("/_fake/requests");
+		is_int(json_array_size(rq), 1, "401: one request for two jobs");
+		json_decref(rq);
+	}
 	ok(org_has_user("user-a1"), "401: nothing removed");
 	worker_free(w);
 

@@ -635,8 +635,11 @@ int openai_revoke_init(Slapi_PBlock *pb)
 		plg_config_error(err[0] ? err : "cannot load the configuration");
 		return -1;
 	}
+	plg.tool_mode = plg_in_tool_mode();
+	/* The tools often run as root: a log_file they created would belong to
+	 * root and lock slapd's own user out of it. */
 	log_setup(LOG_MODE_HOSTED, cfg->syslog_ident, cfg->syslog_facility, cfg->log_level,
-	          cfg->log_file);
+	          plg.tool_mode ? NULL : cfg->log_file);
 	plg.cfg = cfg;
 	plg.attrs = plg_search_attrs(cfg, err, sizeof(err));
 	if (plg.attrs == NULL) {
@@ -646,7 +649,6 @@ int openai_revoke_init(Slapi_PBlock *pb)
 		log_teardown();
 		return -1;
 	}
-	plg.tool_mode = plg_in_tool_mode();
 	if (slapi_pblock_set(pb, SLAPI_PLUGIN_VERSION, SLAPI_PLUGIN_VERSION_03) != 0 ||
 	    slapi_pblock_set(pb, SLAPI_PLUGIN_DESCRIPTION, &plg_desc) != 0 ||
 	    slapi_pblock_set(pb, SLAPI_PLUGIN_START_FN, (void *)plg_start) != 0 ||

@@ -144,6 +144,26 @@ def t_crash_in_flight():
         ok(True, "spool empty")
 
 
+def t_stop_in_flight():
+    """SIGTERM while the worker waits on the API: slapd stops, the job in
+    hand is finished or put back, never left claimed, and completes later."""
+    with PluginEnv(users=[org_user("stopping")]) as env:
+        env.fake.fault("delay", path="/v1/organization/users*", count=1, seconds=3)
+        dn = env.add_person("stopping")
+        env.lock(dn)
+        wait_for(lambda: env.spool_jobs("active"), what="the job claimed (active/)")
+        env.slapd.stop()
+        ok(not env.slapd.running(), "slapd stopped on SIGTERM with a request in flight")
+        is_eq(env.spool_jobs("active"), [], "no job left claimed after a clean stop")
+        done = "user-stopping" not in env.fake.user_ids()
+        ok(done or env.spool_count() == 1, "the job was finished or put back (%s)"
+           % ("finished" if done else "put back"))
+        env.slapd.start()
+        env.wait_removed("user-stopping", timeout=60)
+        wait_for(lambda: env.spool_count() == 0, timeout=30, what="empty spool")
+        ok(True, "after the restart the user is removed and the spool is empty")
+
+
 def expect_refusal(env, what, pattern):
     rc, err = env.slapd.run_fail()
     ok(rc != 0, "%s: slapd refuses to start (exit %s)" % (what, rc))
@@ -217,6 +237,7 @@ def t_tools():
         ok(not os.path.exists(env.path("tool-spool")), "tools: no spool opened, no lock taken")
         is_eq(env.fake.requests(), [], "tools: no API request")
         is_eq(env.log_with("action=start"), [], "tools: no worker started")
+        ok(not os.path.exists(env.logfile), "tools: log_file not even created (they often run as root)")
         # slaptest checks our configuration too
         env.write_conf(open(env.conf).read() + "bogus_keyword 1\n")
         rc, out, err = env.slapd.tool("slaptest", ["-u"])
@@ -339,6 +360,7 @@ def main():
         ("tools", t_tools),
         ("worker none", t_worker_none),
         ("crash in flight", t_crash_in_flight),
+        ("stop in flight", t_stop_in_flight),
         ("crash recovery", t_crash_recovery),
     ])
 

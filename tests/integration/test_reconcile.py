@@ -182,7 +182,8 @@ def test_many_pages():
     with tempfile.TemporaryDirectory() as tmp, FakeOrg() as org, Slapd() as s:
         s.start()
         s.populate_base()
-        s.add(person("u00001", ["u00001@example.com"], LOCK) + person("u00002", ["u00002@example.com"]))
+        # generate() makes u00001-u00003 owners; u00004 is locked, u00005 active
+        s.add(person("u00004", ["u00004@example.com"], LOCK) + person("u00005", ["U00005@example.com"]))
         org.generate(2500, owners=3)
         org.clear_requests()
         env = Env(tmp, org, s)

@@ -1709,6 +1709,9 @@ int main(int argc, char **argv)
 		status = EXIT_USAGE;
 	}
 out:
+	/* Back to the ids we started with: LeakSanitizer (and core dumps) need
+	 * them, and nothing should outlive the command as the spool's owner. */
+	spool_leave(&cli);
 	free(cli.ldap_error);
 	if (cli.key)
 		secret_free(cli.key);

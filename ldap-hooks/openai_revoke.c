@@ -3,12 +3,10 @@
  * network is only ever touched by the worker thread started in START. */
 #include "or_build.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <syslog.h>
 
 #include <slapi-plugin.h>
@@ -227,6 +225,7 @@ static int plg_read_job(const char *dn, int want_disabled, const char *reason,
 	Slapi_PBlock *spb = NULL;
 	Slapi_Entry **entries = NULL;
 	struct job *j = NULL;
+	const char *edn;
 	int rc = -1, res = 0;
 
 	*out = NULL;
@@ -262,7 +261,10 @@ static int plg_read_job(const char *dn, int want_disabled, const char *reason,
 		rc = 0;
 		goto out;
 	}
-	if ((j = job_new("slapi", reason)) == NULL || job_set(&j->dn, dn) != 0 ||
+	/* The DN as stored, not as the client spelled it. */
+	edn = slapi_entry_get_dn(entries[0]);
+	if ((j = job_new("slapi", reason)) == NULL ||
+	    job_set(&j->dn, edn != NULL && *edn != '\0' ? edn : dn) != 0 ||
 	    plg_add_values(entries[0], "uid", j, 0, &j->uid) != 0 ||
 	    plg_add_values(entries[0], "entryUUID", j, 0, &j->entry_uuid) != 0 ||
 	    plg_add_values(entries[0], plg.cfg->user_id_attribute, j, 0, &j->openai_user_id) != 0) {

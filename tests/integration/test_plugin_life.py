@@ -3,6 +3,7 @@ out of the way of slapcat/slapadd/slapindex/slaptest, surviving a crash with
 jobs in the spool, worker none, and what the object exports."""
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -244,6 +245,28 @@ def t_tools():
         ok(rc != 0 and env.conf in err, "slaptest reports a bad openai-revoke.conf") or diag(err)
 
 
+def t_enqueue_failure():
+    """A spool that cannot take the job: the write still succeeds (slapd has
+    committed it) and an err line names the DN for the operator."""
+    with PluginEnv(users=[org_user("nospool")], conf={"worker": "none"}) as env:
+        tmp = os.path.join(env.spool, "tmp")
+        shutil.rmtree(tmp)
+        with open(tmp, "w") as f:   # root ignores modes: a file where a directory belongs
+            f.write("not a directory\n")
+        dn = env.add_person("nospool")
+        rc = env.lock(dn)
+        is_eq(rc, 0, "the lock itself succeeds")
+        lines = env.log_with("action=enqueue_failed")
+        ok(lines and dn in lines[0], "action=enqueue_failed names the DN") or diag(env.log())
+        is_eq(queued_for(env, dn), [], "nothing claims to be queued")
+        os.unlink(tmp)
+        os.mkdir(tmp, 0o700)
+        env.slapd.restart()     # the spool keeps its directories open
+        env.lock(dn, "000001010000Z")
+        ok(queued_for(env, dn), "with the spool repaired, the next write is queued") or \
+            diag(env.log())
+
+
 def t_worker_none():
     with PluginEnv(users=[org_user("nowork")], conf={"worker": "none"}) as env:
         dn = env.add_person("nowork")
@@ -359,6 +382,7 @@ def main():
         ("plugin arguments", t_plugin_args),
         ("tools", t_tools),
         ("worker none", t_worker_none),
+        ("enqueue failure", t_enqueue_failure),
         ("crash in flight", t_crash_in_flight),
         ("stop in flight", t_stop_in_flight),
         ("crash recovery", t_crash_recovery),

@@ -14,7 +14,7 @@ if not os.path.exists(PLUGIN):
     skip_all("%s not built" % PLUGIN)
 
 USERS = [org_user(u) for u in ("lock", "temp", "plain", "gone", "moved", "outside",
-                               "notperson", "unlocked", "renamed", "failmod")]
+                               "notperson", "unlocked", "renamed", "failmod", "spelled")]
 USERS += [org_user("boss", role="owner"),
           {"id": "user-mapped-x", "email": "somebody-else@example.com", "role": "reader",
            "name": "x"},
@@ -43,6 +43,15 @@ def t_admin_lock():
     is_eq(len(env.deletes("user-lock")), 1, "exactly one DELETE for user-lock")
     wait_for(lambda: env.spool_count() == 0, what="empty spool")
     ok(True, "spool empty after the removal")
+
+
+def t_dn_spelling():
+    dn = env.add_person("spelled")
+    env.lock("UID=spelled, OU=People,DC=Example,DC=COM")
+    ok(queued_for(env, dn), "a DN spelled differently by the client is recognised; the job "
+       "carries the DN as stored")
+    env.wait_removed("user-spelled")
+    ok(True, "and the user is removed")
 
 
 def t_temporary_lockout():
@@ -192,6 +201,7 @@ def main():
         e.slapd.restart()
         status = run([
             ("admin lock", t_admin_lock),
+            ("DN spelling", t_dn_spelling),
             ("temporary lockout", t_temporary_lockout),
             ("unrelated modify", t_unrelated_modify),
             ("delete", t_delete),

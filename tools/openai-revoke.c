@@ -48,6 +48,7 @@ struct cli {
 	char *key;          /* secret_free */
 	char *ldap_error;   /* set once connecting failed: not retried per USER */
 	int as_owner;       /* effective ids switched to the spool's owner */
+	gid_t saved_egid;   /* ... and the group to return to */
 };
 
 /* The key from OPENAI_ADMIN_KEY, copied and wiped from the environment at
@@ -500,10 +501,11 @@ static int spool_enter(struct cli *cli)
 		return 0;
 	if (stat(cli->cfg->spool_dir, &st) != 0 || st.st_uid == 0)
 		return 0;
+	cli->saved_egid = getegid();
 	if (setegid(st.st_gid) != 0 || seteuid(st.st_uid) != 0) {
 		int e = errno;
 
-		(void)setegid(0);
+		(void)setegid(cli->saved_egid);
 		errmsg("cannot act as uid %ld, the owner of %s: %s", (long)st.st_uid,
 		       cli->cfg->spool_dir, strerror(e));
 		return -1;
@@ -519,7 +521,7 @@ static void spool_leave(struct cli *cli)
 	if (!cli->as_owner)
 		return;
 	/* The saved set-user-ID is still 0: this cannot be refused. */
-	if (seteuid(0) != 0 || setegid(0) != 0)
+	if (seteuid(0) != 0 || setegid(cli->saved_egid) != 0)
 		errmsg("cannot return to root: %s", strerror(errno));
 	cli->as_owner = 0;
 }

@@ -1564,9 +1564,13 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	run_worker = w;
 	if (stop_requested)
 		worker_request_stop(w);
+	log_msg(LOG_INFO, "action=run_start spool=%s once=%s pid=%ld", cli->cfg->spool_dir,
+	        o.once ? "yes" : "no", (long)getpid());
 	r = worker_run(w, o.once);
 	run_worker = NULL;
 	worker_free(w);
+	log_msg(LOG_INFO, "action=run_stop reason=%s status=%d",
+	        stop_requested ? "signal" : r < 0 ? "lock" : "idle", r);
 	if (r < 0) {
 		errmsg("run: the spool %s is locked by another worker, or cannot be drained",
 		       cli->cfg->spool_dir);

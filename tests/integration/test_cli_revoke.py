@@ -252,6 +252,8 @@ def test_run_signals():
                 p.send_signal(sig)
                 res = t.collect(p)
                 is_eq(res.rc, 0, "%s stops run with exit 0" % signal.Signals(sig).name)
+                ok(re.search(r"action=run_stop reason=signal", t.log()),
+                   "the stop is logged with its reason")
                 ok(t.spool_files("active") == [], "no job left in active/")
             finally:
                 kill_quietly(p)

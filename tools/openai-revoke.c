@@ -489,6 +489,23 @@ static int build_job(struct cli *cli, LDAP **ld, const char *user, int as_id,
 	return directory_read_user(*ld, cli->cfg, user, "cli", out, disabled, err, errlen);
 }
 
+/* A map file that does not parse is a configuration error (exit 2) for
+ * every command that would use it, found before anything is done. */
+static int check_map_file(struct cli *cli)
+{
+	struct mapfile *mf = NULL;
+	char err[ERRLEN];
+
+	if (!cli->cfg->map_file)
+		return 0;
+	if (mapfile_load(cli->cfg->map_file, &mf, err, sizeof(err)) < 0) {
+		errlines(err);
+		return -1;
+	}
+	mapfile_free(mf);
+	return 0;
+}
+
 /* Run as root, the command touches the spool as the spool's owner (the
  * directory server's user, e.g. openldap): files it creates there must stay
  * readable and writable by the worker inside slapd.  Only the effective ids
@@ -1046,6 +1063,10 @@ static int cmd_revoke(struct cli *cli, int argc, char **argv)
 		status = EXIT_USAGE;
 		goto out;
 	}
+	if (check_map_file(cli) < 0) {
+		status = EXIT_USAGE;
+		goto out;
+	}
 	if (spool_enter(cli) < 0) {
 		status = EXIT_FAIL;
 		goto out;
@@ -1555,6 +1576,8 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		errmsg("admin key: %s", err);
 		return EXIT_USAGE;
 	}
+	if (check_map_file(cli) < 0)
+		return EXIT_USAGE;
 	if (spool_enter(cli) < 0)
 		return EXIT_FAIL;
 	if (openai_global_init() < 0 || worker_new(cli->cfg, cli->key, &w, err, sizeof(err)) < 0) {

@@ -278,6 +278,11 @@ def test_check_failures():
         r = t.run("check", conf=conf)
         ok(r.rc == 2 and re.search(r"^FAIL map file ", r.out, re.M),
            "a broken map file: FAIL map file, exit 2")
+        for args in (("map", "a@example.com"), ("revoke", "--now", "a@example.com"),
+                     ("run", "--once")):
+            r = t.run(*args, conf=conf)
+            ok(r.rc == 2 and "map:1:" in r.err, "%s with a broken map file: exit 2, FILE:LINE"
+               % " ".join(args))
         ok(t.key_seen() == [], "the admin key appears nowhere")
         ok(t.sanitizer_reports() == [], "no sanitizer report")
 

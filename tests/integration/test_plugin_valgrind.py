@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tap import ok, is_eq, diag, run, skip_all  # noqa: E402
 from slapdtest import wait_for, entry_ldif  # noqa: E402
-from test_plugin_common import PluginEnv, PLUGIN, PEOPLE, dn_of  # noqa: E402
+from test_plugin_common import PluginEnv, PLUGIN, PEOPLE, SRCDIR, dn_of  # noqa: E402
 
 if not os.path.exists(PLUGIN):
     skip_all("%s not built" % PLUGIN)
@@ -26,7 +26,10 @@ DELETES = 20
 VALGRIND = ["--leak-check=full", "--show-leak-kinds=definite",
             "--errors-for-leak-kinds=definite", "--keep-debuginfo=yes",
             "--num-callers=40", "--error-exitcode=99"]
-OURS = re.compile(r"openai_revoke\.so|openai_revoke\.c|module/\w+\.c")
+# A frame is ours when it names our object or one of our source files.
+_SOURCES = sorted({f for d in ("module", "ldap-hooks")
+                   for f in os.listdir(os.path.join(SRCDIR, d)) if f.endswith(".c")})
+OURS = re.compile(r"openai_revoke\.so\)|\((%s):\d+\)" % "|".join(re.escape(f) for f in _SOURCES))
 
 
 def records(text):

@@ -209,7 +209,15 @@ class CliEnv:
                 if "Sanitizer" in o or "runtime error:" in o]
 
     def add_person(self, uid, mail=None, ou="people", extra=None):
-        return self.slapd.add_person(uid, mail=mail, ou=ou, extra=extra)
+        try:
+            return self.slapd.add_person(uid, mail=mail, ou=ou, extra=extra)
+        except Exception:
+            # Say what became of slapd: a failure here is rarely about uid.
+            p = self.slapd.proc
+            raise AssertionError("adding %s failed; slapd %s; its stderr ends:\n%s" % (
+                uid, "running" if self.slapd.running() else
+                "exited with %r" % (p.returncode if p else None),
+                self.slapd.stderr()[-2000:]))
 
 
 def org_user(uid, role="reader", email=None, name=None):

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include <slapi-plugin.h>
@@ -49,6 +50,7 @@ static struct {
 	int started;
 	struct config *cfg;
 	char **attrs;          /* what the internal search asks for */
+	char **trigger_names;  /* schema names of disabled_attrs (config may use an alias) */
 	Slapi_Filter *user_filter;
 	Slapi_Filter *disabled_filter;
 	struct spool *spool;
@@ -322,6 +324,36 @@ static int plg_active(void)
 
 /* ---- the hooks ---------------------------------------------------------- */
 
+/* Attribute names compared up to any ";option". */
+static int plg_type_eq(const char *a, const char *b)
+{
+	size_t n = strcspn(a, ";");
+
+	return strcspn(b, ";") == n && strncasecmp(a, b, n) == 0;
+}
+
+/* Is TYPE, as the client wrote it, one of the attributes disabled_filter
+ * names?  A name costs string comparisons only; the schema is consulted
+ * just for the numeric OID form, which clients may use instead. */
+static int plg_is_trigger(const char *type)
+{
+	const char *canon = type;
+
+	if (rules_attr_is_trigger(plg.cfg, type))
+		return 1;
+	if (type[0] >= '0' && type[0] <= '9') {
+		canon = slapi_attr_syntax_normalize(type);
+		if (canon == NULL)
+			return 0;
+		if (rules_attr_is_trigger(plg.cfg, canon))
+			return 1;
+	}
+	for (size_t i = 0; plg.trigger_names != NULL && plg.trigger_names[i] != NULL; i++)
+		if (plg_type_eq(canon, plg.trigger_names[i]))
+			return 1;
+	return 0;
+}
+
 static int plg_on_modify(Slapi_PBlock *pb)
 {
 	LDAPMod **mods = NULL;
@@ -335,8 +367,7 @@ static int plg_on_modify(Slapi_PBlock *pb)
 	if (slapi_pblock_get(pb, SLAPI_MODIFY_MODS, &mods) != 0 || mods == NULL)
 		return 0;
 	for (size_t i = 0; mods[i] != NULL && !trigger; i++)
-		trigger = mods[i]->mod_type != NULL &&
-		          rules_attr_is_trigger(plg.cfg, mods[i]->mod_type);
+		trigger = mods[i]->mod_type != NULL && plg_is_trigger(mods[i]->mod_type);
 	if (!trigger || !plg_result_ok(pb))
 		return 0;
 	if (slapi_pblock_get(pb, SLAPI_MODIFY_TARGET, &dn) != 0 || dn == NULL)
@@ -511,6 +542,8 @@ static void plg_release(void)
 		spool_close(plg.spool);
 		plg.spool = NULL;
 	}
+	config_list_free(plg.trigger_names);
+	plg.trigger_names = NULL;
 	if (plg.user_filter != NULL) {
 		slapi_filter_free(plg.user_filter, 1);
 		plg.user_filter = NULL;
@@ -543,6 +576,21 @@ static Slapi_Filter *plg_filter(const char *s)
 	return f;
 }
 
+/* The schema's own names for ATTRS (NULL-terminated; NULL when out of
+ * memory, which only costs the alias check). */
+static char **plg_schema_names(char *const *attrs)
+{
+	size_t n = 0;
+	char **names = calloc(1, sizeof(*names));
+
+	for (size_t i = 0; names != NULL && attrs[i] != NULL; i++) {
+		const char *canon = slapi_attr_syntax_normalize(attrs[i]);
+		if (canon != NULL && plg_list_add(&names, &n, canon) != 0)
+			break;
+	}
+	return names;
+}
+
 static int plg_start(Slapi_PBlock *pb)
 {
 	char err[PLG_ERRLEN] = "";
@@ -563,6 +611,7 @@ static int plg_start(Slapi_PBlock *pb)
 		         plg.cfg->path);
 		goto out;
 	}
+	plg.trigger_names = plg_schema_names(plg.cfg->disabled_attrs);
 	/* The key first: a refused key leaves no spool behind. */
 	if (plg.cfg->worker == CONFIG_WORKER_THREAD &&
 	    config_read_key(plg.cfg, &key, err, sizeof(err)) != 0)

@@ -267,6 +267,15 @@ def t_enqueue_failure():
             diag(env.log())
 
 
+def t_alias_in_config():
+    """disabled_filter written with an attribute alias (userid for uid): a
+    client writing the schema's name still triggers."""
+    with PluginEnv(conf={"worker": "none", "disabled_filter": "(userid=left-*)"}) as env:
+        dn = env.add_person("aliased")
+        env.slapd.modify(dn, [("add", "uid", "left-aliased")])
+        ok(queued_for(env, dn), "modify of uid triggers a filter that says userid")
+
+
 def t_worker_none():
     with PluginEnv(users=[org_user("nowork")], conf={"worker": "none"}) as env:
         dn = env.add_person("nowork")
@@ -382,6 +391,7 @@ def main():
         ("plugin arguments", t_plugin_args),
         ("tools", t_tools),
         ("worker none", t_worker_none),
+        ("alias in config", t_alias_in_config),
         ("enqueue failure", t_enqueue_failure),
         ("crash in flight", t_crash_in_flight),
         ("stop in flight", t_stop_in_flight),

@@ -14,7 +14,7 @@ if not os.path.exists(PLUGIN):
     skip_all("%s not built" % PLUGIN)
 
 USERS = [org_user(u) for u in ("lock", "temp", "plain", "gone", "moved", "outside",
-                               "notperson", "unlocked", "renamed", "failmod", "spelled")]
+                               "notperson", "unlocked", "renamed", "failmod", "spelled", "byoid")]
 USERS += [org_user("boss", role="owner"),
           {"id": "user-mapped-x", "email": "somebody-else@example.com", "role": "reader",
            "name": "x"},
@@ -51,6 +51,15 @@ def t_dn_spelling():
     ok(queued_for(env, dn), "a DN spelled differently by the client is recognised; the job "
        "carries the DN as stored")
     env.wait_removed("user-spelled")
+    ok(True, "and the user is removed")
+
+
+def t_attribute_oid():
+    dn = env.add_person("byoid")
+    # pwdAccountLockedTime written by its OID, as some tools do
+    env.slapd.modify(dn, [("replace", "1.3.6.1.4.1.42.2.27.8.1.17", "000001010000Z")])
+    ok(queued_for(env, dn), "a lock written with the attribute's OID is recognised")
+    env.wait_removed("user-byoid")
     ok(True, "and the user is removed")
 
 
@@ -202,6 +211,7 @@ def main():
         status = run([
             ("admin lock", t_admin_lock),
             ("DN spelling", t_dn_spelling),
+            ("attribute OID", t_attribute_oid),
             ("temporary lockout", t_temporary_lockout),
             ("unrelated modify", t_unrelated_modify),
             ("delete", t_delete),

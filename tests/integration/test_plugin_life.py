@@ -276,6 +276,31 @@ def t_alias_in_config():
         ok(queued_for(env, dn), "modify of uid triggers a filter that says userid")
 
 
+def t_ppolicy_lockout():
+    """Failed binds make ppolicy lock the account by itself (a time stamp
+    in pwdAccountLockedTime, even with pwdLockoutDuration 0): not a
+    disable, nothing queued, the member stays."""
+    policy = "cn=default,ou=policies," + SUFFIX
+    with PluginEnv(users=[org_user("bindfail")], start_slapd=False,
+                   slapd_kw={"db_lines": ['ppolicy_default "%s"' % policy]}) as env:
+        env.slapd.start()
+        env.slapd.populate_base(ous=("people", "disabled", "policies"))
+        env.slapd.add_entry(policy, {"objectClass": ["organizationalRole", "pwdPolicy"], "cn": "default",
+                                     "pwdAttribute": "userPassword", "pwdLockout": "TRUE",
+                                     "pwdMaxFailure": "2", "pwdLockoutDuration": "0"})
+        dn = env.add_person("bindfail", extra={"userPassword": "right-password"})
+        for _ in range(3):
+            subprocess.run(["ldapwhoami", "-x", "-H", env.slapd.ldapi, "-D", dn, "-w", "wrong"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        e = env.slapd.search(dn, attrs=["pwdAccountLockedTime"], scope="base")
+        locked = e and e[0][1].get("pwdaccountlockedtime")
+        ok(locked and locked[0] != "000001010000Z",
+           "ppolicy locked the account after failed binds (%s)" % locked)
+        is_eq(queued_for(env, dn), [], "a lockout by failed binds queues nothing")
+        is_eq(env.spool_count(), 0, "spool empty")
+        ok("user-bindfail" in env.fake.user_ids(), "the member stays")
+
+
 def t_worker_none():
     with PluginEnv(users=[org_user("nowork")], conf={"worker": "none"}) as env:
         dn = env.add_person("nowork")
@@ -391,6 +416,7 @@ def main():
         ("plugin arguments", t_plugin_args),
         ("tools", t_tools),
         ("worker none", t_worker_none),
+        ("ppolicy lockout", t_ppolicy_lockout),
         ("alias in config", t_alias_in_config),
         ("enqueue failure", t_enqueue_failure),
         ("crash in flight", t_crash_in_flight),

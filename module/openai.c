@@ -865,15 +865,52 @@ static void error_message(const char *body, size_t len, char *out, size_t outlen
  * client created last (every component of a process reads the same file;
  * a reload brings the new value).  Burst = max(1, rate).  A request reserves
  * its token at once (the balance may go negative) and sleeps off the debt
- * outside the lock, so waiters are served in order. */
+ * outside the lock, so waiters are served in order.
+ *
+ * A 429 is the organization's limit, not ours, and it counts every request
+ * of the key: after one, no request of the process goes out before
+ * Retry-After has passed (PAUSE_DEFAULT when the server gave none, 0 or an
+ * unreadable value).  A request waits out at most PAUSE_WAIT_MAX seconds of
+ * such a pause, like the bucket's own short waits; a longer pause is not
+ * slept through, so that a worker being stopped is never stuck behind it:
+ * the request is not sent and comes back OPENAI_RATE_LIMITED with the
+ * seconds left, which the worker honours like any Retry-After. */
+#define PAUSE_DEFAULT 1.0
+#define PAUSE_WAIT_MAX 5.0
+
 static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
 static double rl_rate = 10.0, rl_burst = 10.0, rl_tokens = 10.0;
 static struct timespec rl_last;
 static int rl_started;
+static double rl_pause_until; /* CLOCK_MONOTONIC seconds; 0: no pause */
 
 static double ts_diff(const struct timespec *a, const struct timespec *b)
 {
 	return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_nsec - b->tv_nsec) / 1e9;
+}
+
+static double mono_secs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_secs(double s)
+{
+	struct timespec ts;
+
+	if (s <= 0.0)
+		return;
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9) + 1000;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 static void rl_configure(int rate)
@@ -892,11 +929,53 @@ static void rl_configure(int rate)
 	pthread_mutex_unlock(&rl_lock);
 }
 
-static void rl_acquire(void)
+/* A 429 answered at AT (monotonic): extend the pause, never shorten it. */
+static void rl_pause(double at, long retry_after)
 {
-	struct timespec now, ts;
-	double wait = 0.0;
+	double until = at + (retry_after > 0 ? (double)retry_after : PAUSE_DEFAULT);
 
+	pthread_mutex_lock(&rl_lock);
+	if (until > rl_pause_until)
+		rl_pause_until = until;
+	pthread_mutex_unlock(&rl_lock);
+}
+
+static double rl_pause_left(void)
+{
+	double left;
+
+	pthread_mutex_lock(&rl_lock);
+	left = rl_pause_until > 0.0 ? rl_pause_until - mono_secs() : 0.0;
+	pthread_mutex_unlock(&rl_lock);
+	return left > 0.0 ? left : 0.0;
+}
+
+long openai_pause_left_ms(void)
+{
+	double left = rl_pause_left();
+	long ms = (long)(left * 1000.0);
+
+	return (double)ms < left * 1000.0 ? ms + 1 : ms;
+}
+
+void openai_pause_reset(void)
+{
+	pthread_mutex_lock(&rl_lock);
+	rl_pause_until = 0.0;
+	pthread_mutex_unlock(&rl_lock);
+}
+
+/* 0 when the request may go out now; otherwise the whole seconds of pause
+ * left, and the request must not be sent. */
+static long rl_acquire(void)
+{
+	double wait = 0.0, waited, left;
+	struct timespec now;
+	long s;
+
+	left = rl_pause_left();
+	if (left > PAUSE_WAIT_MAX)
+		goto refuse;
 	pthread_mutex_lock(&rl_lock);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!rl_started) {
@@ -912,16 +991,20 @@ static void rl_acquire(void)
 	if (rl_tokens < 0.0)
 		wait = -rl_tokens / rl_rate;
 	pthread_mutex_unlock(&rl_lock);
-	if (wait <= 0.0)
-		return;
-	ts.tv_sec = (time_t)wait;
-	ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9) + 1000;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
+	sleep_secs(wait);
+	waited = wait;
+	/* Checked again after the bucket's wait: another thread may have got a
+	 * 429 meanwhile, or extended the pause while this one slept. */
+	while ((left = rl_pause_left()) > 0.0) {
+		if (waited + left > PAUSE_WAIT_MAX)
+			goto refuse;
+		sleep_secs(left);
+		waited += left;
 	}
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	return 0;
+refuse:
+	s = (long)left;
+	return (double)s < left ? s + 1 : s;
 }
 
 /* ---- HTTP -------------------------------------------------------------- */
@@ -1137,7 +1220,7 @@ static int request(struct openai_client *c, const char *method, const char *url,
 	const char *path;
 	size_t alen;
 	CURLcode rc;
-	long code = 0, ms;
+	long code = 0, ms, paused;
 
 	res_reset(res);
 	c->body.len = 0;
@@ -1167,7 +1250,16 @@ static int request(struct openai_client *c, const char *method, const char *url,
 	curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
 
-	rl_acquire();
+	paused = rl_acquire();
+	if (paused > 0) {
+		res->retry_after = paused;
+		fail(res, OPENAI_RATE_LIMITED, "not sent: after an HTTP 429 the organization "
+		     "asked for a pause, %ld s left", paused);
+		if (log_enabled(LOG_DEBUG))
+			log_msg(LOG_DEBUG, "api method=%s path=%s not sent: paused after a 429, "
+			        "%ld s left", method, url + strlen(c->base), paused);
+		goto out;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = curl_easy_perform(c->curl);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -1198,8 +1290,10 @@ static int request(struct openai_client *c, const char *method, const char *url,
 	error_message(c->body.data, c->body.len, apimsg, sizeof(apimsg));
 	if (code == 404)
 		fail(res, OPENAI_NOT_FOUND, "HTTP 404%s%s", apimsg[0] ? ": " : "", apimsg);
-	else if (code == 429)
+	else if (code == 429) {
+		rl_pause((double)t1.tv_sec + (double)t1.tv_nsec / 1e9, res->retry_after);
 		fail(res, OPENAI_RATE_LIMITED, "HTTP 429%s%s", apimsg[0] ? ": " : "", apimsg);
+	}
 	else if (code == 401 || code == 403)
 		fail(res, OPENAI_AUTH, "%s", apimsg[0] ? apimsg :
 		     code == 401 ? "HTTP 401: the admin key was not accepted"

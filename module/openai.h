@@ -1,7 +1,8 @@
 /* openai: a small, conservative client for OpenAI's Administration API
  * (organization users and invites), over libcurl and jansson.  One client
  * per thread; the rate limiter is shared by every client of the process
- * (its rate is the api_rate of the client created last).
+ * (its rate is the api_rate of the client created last), and so is the
+ * pause a 429 imposes (see openai_pause_left_ms).
  * The client never retries: it classifies, and the worker decides. */
 #ifndef OR_OPENAI_H
 #define OR_OPENAI_H
@@ -80,6 +81,16 @@ void openai_user_clear(struct openai_user *u);
 void openai_users_free(struct openai_user *v, size_t n);
 void openai_invite_clear(struct openai_invite *inv);
 const char *openai_status_name(enum openai_status s);
+
+/* After a 429, no request of the process is sent before its Retry-After has
+ * passed (1 s when the server gave none or an unreadable one).  A request
+ * waits out up to 5 s of that pause; when more is left it is not sent and
+ * returns OPENAI_RATE_LIMITED, http_status 0, retry_after = seconds left.
+ * The request that got the 429 returns OPENAI_RATE_LIMITED as before.
+ * openai_pause_left_ms: what is left of the pause (0: none).
+ * openai_pause_reset: ends it (for tests). */
+long openai_pause_left_ms(void);
+void openai_pause_reset(void);
 
 /* Parsers, exposed for tests and fuzzing.  They never crash on any input. */
 int openai_parse_user(const char *body, size_t len, struct openai_user *out,

@@ -422,19 +422,25 @@ static void test_errors(struct fakeorg *f, struct openai_client *c)
 	is_int(openai_get_user(c, "user-1", &u, &r), OPENAI_RATE_LIMITED, "429: rate limited");
 	is_int(r.retry_after, 7, "429: Retry-After seconds");
 	note("429", &r);
+	openai_pause_reset(); /* test_pause covers the process-wide pause */
 	fault(f, "[{\"action\":\"status\",\"status\":429}]");
 	is_int(openai_find_users_by_email(c, "one@example.com", &v, &n, &r), OPENAI_RATE_LIMITED,
 	       "429: without Retry-After");
 	is_int(r.retry_after, -1, "429: retry_after -1 when not given");
 	ok(v == NULL && n == 0, "429: nothing returned");
+	openai_pause_reset();
 	imf_date(time(NULL) + 3600, date, sizeof(date));
 	snprintf(json, sizeof(json), "[{\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"%s\"}}]", date);
 	fault(f, json);
 	is_int(openai_list_users(c, collect_user, &cl, &r), OPENAI_RATE_LIMITED, "429: HTTP-date");
 	ok(r.retry_after > 3500 && r.retry_after <= 3600, "429: HTTP-date read (%ld s)", r.retry_after);
+	ok(openai_pause_left_ms() > 3500000L, "429: HTTP-date pauses the process (%ld ms)",
+	   openai_pause_left_ms());
+	openai_pause_reset();
 	fault(f, "[{\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"whenever\"}}]");
 	is_int(openai_get_user(c, "user-1", &u, &r), OPENAI_RATE_LIMITED, "429: bad Retry-After");
 	is_int(r.retry_after, -1, "429: unreadable Retry-After is -1");
+	openai_pause_reset();
 	/* the fake's own rate limiting, end to end */
 	fakeorg_config(f, "{\"rate_limit\":1}");
 	before = 0;
@@ -446,6 +452,7 @@ static void test_errors(struct fakeorg *f, struct openai_client *c)
 			openai_user_clear(&u);
 	fakeorg_config(f, "{\"rate_limit\":0}");
 	ok(before && r.retry_after >= 1, "429: the fake's limiter gives Retry-After (%ld)", r.retry_after);
+	openai_pause_reset();
 
 	/* 5xx and other 4xx */
 	{
@@ -539,6 +546,117 @@ static void test_errors(struct fakeorg *f, struct openai_client *c)
 	/* the handle survives all that */
 	is_int(openai_get_user(c, "user-1", &u, &r), OPENAI_OK, "after the faults: requests work");
 	openai_user_clear(&u);
+}
+
+/* ---- the pause after a 429 ------------------------------------------------ */
+
+/* Arrival time and status of recorded request I since SINCE; -1 if absent. */
+static double arrival(struct fakeorg *f, size_t since, size_t i, int *status)
+{
+	json_t *reqs = requests_since(f, since), *q = json_array_get(reqs, i);
+	double t = q ? json_number_value(json_object_get(q, "time")) : -1.0;
+
+	*status = q ? (int)json_integer_value(json_object_get(q, "status")) : 0;
+	json_decref(reqs);
+	return t;
+}
+
+/* A 429 answered to one client holds back every request of the process:
+ * another client, another path, sent only once Retry-After has passed.
+ * Checked on the fake's arrival times, "not before" only.  The 2 ms allow
+ * for the fake's wall clock against our monotonic one. */
+static void test_pause(struct fakeorg *f)
+{
+	struct openai_client *a = client_for(f, NULL, 1000, 5, NULL);
+	struct openai_client *b = client_for(f, NULL, 1000, 5, NULL);
+	struct openai_result r;
+	struct openai_user u, *v = NULL;
+	struct collect cl;
+	size_t since, n = 0;
+	double t0, t1;
+	int gone = 0, s0, s1;
+
+	openai_pause_reset();
+	fakeorg_reset(f, "{\"users\":[{\"id\":\"user-1\",\"email\":\"one@example.com\"},"
+	                 "{\"id\":\"user-2\",\"email\":\"two@example.com\"},"
+	                 "{\"id\":\"user-3\",\"email\":\"three@example.com\"}]}");
+	if (!ok(a && b, "pause: two clients"))
+		goto out;
+	is_int(openai_pause_left_ms(), 0, "pause: none to begin with");
+
+	/* Retry-After: 2 on a GET of one user, then a DELETE of another */
+	fault(f, "[{\"method\":\"GET\",\"path\":\"/v1/organization/users/user-1\",\"count\":1,"
+	         "\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"2\"}}]");
+	since = nrequests(f);
+	is_int(openai_get_user(a, "user-1", &u, &r), OPENAI_RATE_LIMITED, "pause: 429 still returned");
+	is_int(r.retry_after, 2, "pause: with its Retry-After");
+	ok(openai_pause_left_ms() > 0 && openai_pause_left_ms() <= 2000,
+	   "pause: the process pauses up to 2 s (%ld ms left)", openai_pause_left_ms());
+	is_int(openai_delete_user(b, "user-2", &gone, &r), OPENAI_OK,
+	       "pause: the other client's request waited, then went");
+	t0 = arrival(f, since, 0, &s0);
+	t1 = arrival(f, since, 1, &s1);
+	is_int(s0, 429, "pause: recorded the 429");
+	is_int(s1, 200, "pause: recorded the DELETE");
+	ok(t0 > 0 && t1 >= t0 + 2.0 - 0.002,
+	   "pause: the next request arrived no sooner than Retry-After (%.3f s after the 429)", t1 - t0);
+	is_int(openai_pause_left_ms(), 0, "pause: over once the request went");
+
+	/* no Retry-After: the default pause of 1 s */
+	fault(f, "[{\"method\":\"GET\",\"path\":\"/v1/organization/users/user-1\",\"count\":1,"
+	         "\"action\":\"status\",\"status\":429}]");
+	since = nrequests(f);
+	is_int(openai_get_user(a, "user-1", &u, &r), OPENAI_RATE_LIMITED, "pause: 429 without Retry-After");
+	is_int(r.retry_after, -1, "pause: the caller sees no Retry-After");
+	ok(openai_pause_left_ms() > 0 && openai_pause_left_ms() <= 1000,
+	   "pause: the default pause of 1 s (%ld ms left)", openai_pause_left_ms());
+	is_int(openai_find_users_by_email(b, "three@example.com", &v, &n, &r), OPENAI_OK,
+	       "pause: the lookup went after the default pause");
+	openai_users_free(v, n);
+	t0 = arrival(f, since, 0, &s0);
+	t1 = arrival(f, since, 1, &s1);
+	is_int(s0, 429, "pause: recorded the 429 without Retry-After");
+	ok(t0 > 0 && t1 >= t0 + 1.0 - 0.002,
+	   "pause: the lookup arrived no sooner than 1 s after (%.3f s)", t1 - t0);
+
+	/* a success after the pause leaves none behind */
+	is_int(openai_pause_left_ms(), 0, "pause: none after a 429 then a success");
+	since = nrequests(f);
+	is_int(openai_get_user(a, "user-1", &u, &r), OPENAI_OK, "pause: next request answered");
+	openai_user_clear(&u);
+	is_int(openai_pause_left_ms(), 0, "pause: a success starts no pause");
+	is_int((int)(nrequests(f) - since), 1, "pause: that request was sent once");
+
+	/* Retry-After: 0 is no licence to hammer: the default pause */
+	fault(f, "[{\"count\":1,\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"0\"}}]");
+	is_int(openai_get_user(a, "user-1", &u, &r), OPENAI_RATE_LIMITED, "pause: 429 with Retry-After: 0");
+	ok(openai_pause_left_ms() > 0, "pause: Retry-After: 0 still pauses (%ld ms)", openai_pause_left_ms());
+	openai_pause_reset();
+
+	/* a long pause is not slept through: the request is not sent */
+	fault(f, "[{\"count\":1,\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"30\"}}]");
+	is_int(openai_get_user(a, "user-1", &u, &r), OPENAI_RATE_LIMITED, "pause: 429 with Retry-After: 30");
+	since = nrequests(f);
+	is_int(openai_delete_user(b, "user-3", &gone, &r), OPENAI_RATE_LIMITED,
+	       "pause: during a long pause a request is refused");
+	is_int(r.http_status, 0, "pause: refused without an answer");
+	ok(r.retry_after >= 29 && r.retry_after <= 30, "pause: with the seconds left (%ld)", r.retry_after);
+	contains(r.message, "not sent", "pause: the message says it was not sent");
+	is_int((int)(nrequests(f) - since), 0, "pause: nothing reached the organization");
+	memset(&cl, 0, sizeof(cl));
+	is_int(openai_list_users(a, collect_user, &cl, &r), OPENAI_RATE_LIMITED, "pause: a list is refused too");
+	is_int((int)(nrequests(f) - since), 0, "pause: still nothing sent");
+	/* a 503 with Retry-After is this request's trouble, not a pause */
+	openai_pause_reset();
+	fault(f, "[{\"count\":1,\"action\":\"status\",\"status\":503,\"headers\":{\"Retry-After\":\"30\"}}]");
+	is_int(openai_get_user(a, "user-1", &u, &r), OPENAI_TRANSIENT, "pause: 503 with Retry-After");
+	is_int(openai_pause_left_ms(), 0, "pause: a 503 does not pause the process");
+	is_int(openai_delete_user(b, "user-3", &gone, &r), OPENAI_OK, "pause: after a reset requests go");
+out:
+	fakeorg_post(f, "/_fake/faults/clear", NULL);
+	openai_pause_reset();
+	openai_client_free(a);
+	openai_client_free(b);
 }
 
 /* ---- rate limiter ------------------------------------------------------- */
@@ -846,6 +964,7 @@ int main(void)
 	test_users(f, c);
 	test_invites(f, c);
 	test_errors(f, c);
+	test_pause(f);
 	test_rate(f);
 	test_proxy(f);
 	is_int(fakeorg_spec_violations(f), 0, "every recorded request conforms to the API description");

@@ -247,13 +247,21 @@ static void breaker_record(struct worker *w)
 	int64_t now = (int64_t)time(NULL);
 	char tmp[4200];
 	FILE *fp = NULL;
-	int fd, ok = 0;
+	int fd, tfd, ok = 0;
 
 	fd = breaker_lock(w, LOCK_EX);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->breaker_path);
-	fp = fopen(tmp, "we");
-	if (!fp)
+	/* 0600 whatever the host's umask: every file in the spool is private */
+	tfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (tfd >= 0 && fchmod(tfd, 0600) == 0)
+		fp = fdopen(tfd, "w");
+	if (!fp) {
+		if (tfd >= 0) {
+			close(tfd);
+			unlink(tmp);
+		}
 		goto out;
+	}
 	breaker_scan(w, now, fp);
 	fprintf(fp, "%" PRId64 "\n", now);
 	if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {

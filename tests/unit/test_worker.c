@@ -424,6 +424,12 @@ static void test_breaker(void)
 		lines += s[i] == '\n';
 	free(s);
 	is_int(lines, 2, "breaker: two removals persisted in spool_dir/breaker");
+	{
+		/* private like every spool file, whatever the umask (022 here) */
+		struct stat st;
+		int got = stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+		ok(got == 0600, "breaker: spool_dir/breaker is mode 0600 (got %04o)", (unsigned)got);
+	}
 	worker_free(w);
 
 	/* a restart does not reset the count */

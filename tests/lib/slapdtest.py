@@ -106,7 +106,8 @@ class Slapd:
 
     def __init__(self, plugin_lines=(), db_lines=(), global_lines=(), schemas=(),
                  sizelimit=None, valgrind=None, debug="0", ppolicy=True,
-                 start_timeout=20.0, env=None, stop_grace=None, cn_config=False):
+                 start_timeout=20.0, env=None, stop_grace=None, cn_config=False,
+                 user=None):
         self.dir = tempfile.mkdtemp(prefix="slapdtest.")
         self.dbdir = os.path.join(self.dir, "db")
         os.mkdir(self.dbdir, 0o700)
@@ -135,6 +136,9 @@ class Slapd:
         self.confdir = os.path.join(self.dir, "slapd.d")
         if cn_config:
             os.mkdir(self.confdir, 0o700)
+        # user: "name" or "name:group" -- slapd -u/-g drops to it after
+        # opening its listeners; the files slapd writes are chowned to it
+        self.user = user
         self.proc = None
         self.stderr_path = os.path.join(self.dir, "slapd.stderr")
         self.starts = 0
@@ -177,6 +181,9 @@ class Slapd:
         if self.cn_config:
             cfg = ["-F", self.confdir] + (cfg if not os.listdir(self.confdir) else [])
         cmd = [SLAPD] + cfg + ["-h", "%s %s" % (self.ldap, self.ldapi), "-d", str(self.debug)]
+        if self.user:
+            name, _, group = self.user.partition(":")
+            cmd += ["-u", name, "-g", group or name]
         if self.valgrind is not None:
             cmd = ["valgrind", "--log-file=" + self.valgrind_log] + list(self.valgrind) + cmd
         return cmd
@@ -190,6 +197,8 @@ class Slapd:
             self.ldap = "ldap://127.0.0.1:%d" % self.port
         if os.path.exists(self.sock):
             os.unlink(self.sock)
+        if self.user:
+            self._chown_to_user()
         err = open(self.stderr_path, "ab")
         try:
             env = dict(os.environ)
@@ -200,6 +209,16 @@ class Slapd:
             err.close()
         self.starts += 1
         return self.proc
+
+    def _chown_to_user(self):
+        import grp
+        import pwd
+        name, _, group = self.user.partition(":")
+        uid = pwd.getpwnam(name).pw_uid
+        gid = grp.getgrnam(group or name).gr_gid
+        for root, dirs, files in os.walk(self.dir):
+            for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+                os.lchown(n, uid, gid)
 
     def start(self):
         self.spawn()

@@ -125,6 +125,8 @@ static void line_start(struct logline *l, const struct job *j, const char *actio
 	logline_add(l, "action", action);
 }
 
+static void add_who_value(struct logline *l, const char *key, const char *v);
+
 static void line_emails(struct logline *l, const struct job *j)
 {
 	char buf[LOG_LINE_MAX];
@@ -133,22 +135,55 @@ static void line_emails(struct logline *l, const struct job *j)
 	buf[0] = '\0';
 	for (i = 0; j->emails && j->emails[i]; i++) {
 		int k = snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", j->emails[i]);
-		if (k < 0 || (size_t)k >= sizeof(buf) - n)
+		if (k < 0)
 			break;
+		if ((size_t)k >= sizeof(buf) - n) {
+			n = sizeof(buf) - 1;  /* cut: add_who_value marks it */
+			break;
+		}
 		n += (size_t)k;
 	}
 	if (n)
-		logline_add(l, "email", buf);
+		add_who_value(l, "email", buf);
+}
+
+/* Directory values are the directory's, not ours: a 10 KB uid or DN would
+ * fill the line and push openai_user and role out of the audit record.
+ * Each is cut to what escapes into at most WHO_VALUE_MAX bytes (control
+ * bytes and any byte >= 0x80 counted at their worst, 4) and marked "...". */
+#define WHO_VALUE_MAX 240
+
+static void add_who_value(struct logline *l, const char *key, const char *v)
+{
+	char buf[WHO_VALUE_MAX + 4];
+	size_t i, width = 0;
+
+	for (i = 0; v[i]; i++) {
+		unsigned char c = (unsigned char)v[i];
+		width += (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? 4 : 1;
+		if (width > WHO_VALUE_MAX - 3)
+			break;
+	}
+	if (!v[i]) {
+		logline_add(l, key, v);
+		return;
+	}
+	/* never cut inside a UTF-8 sequence */
+	while (i > 0 && ((unsigned char)v[i] & 0xc0) == 0x80)
+		i--;
+	memcpy(buf, v, i);
+	memcpy(buf + i, "...", 4);
+	logline_add(l, key, buf);
 }
 
 static void line_who(struct logline *l, const struct job *j, const struct openai_user *u)
 {
 	if (j->dn)
-		logline_add(l, "dn", j->dn);
+		add_who_value(l, "dn", j->dn);
 	if (j->uid)
-		logline_add(l, "uid", j->uid);
+		add_who_value(l, "uid", j->uid);
 	if (u && u->email)
-		logline_add(l, "email", u->email);
+		add_who_value(l, "email", u->email);
 	else
 		line_emails(l, j);
 	if (u && u->id)

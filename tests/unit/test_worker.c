@@ -265,6 +265,55 @@ out:
 	config_free(cfg);
 }
 
+/* A 10 KB DN or uid (or control bytes galore) must not push the OpenAI
+ * user, the role and the tail of the audit line out of LOG_LINE_MAX. */
+static void test_long_values(void)
+{
+	struct config *cfg = mkcfg();
+	struct worker *w;
+	struct job *j;
+	char id[JOB_ID_MAX], id2[JOB_ID_MAX], *line;
+	char *big = malloc(10241), *ctl = malloc(4097);
+
+	reset_org("{\"users\":[" USER("user-long", "long@example.com", "reader") ","
+	          USER("user-ctl", "ctl@example.com", "reader") "]}");
+	w = mkworker(cfg, NULL);
+	ok(w != NULL && big && ctl, "long values: worker created");
+	if (!w || !big || !ctl)
+		goto out;
+	memset(big, 'x', 10240);
+	big[10240] = '\0';
+	memset(ctl, '\x01', 4096);
+	ctl[4096] = '\0';
+	j = job_new("slapi", "disabled");
+	job_set(&j->uid, big);
+	job_set(&j->dn, big);
+	job_add_email(j, "long@example.com");
+	enqueue(w, j, id);
+	j = job_new("slapi", "disabled");
+	job_set(&j->uid, ctl);
+	job_set(&j->dn, ctl);
+	job_add_email(j, "ctl@example.com");
+	enqueue(w, j, id2);
+	worker_run(w, 1);
+	ok(!org_has_user("user-long") && !org_has_user("user-ctl"), "long values: both removed");
+	line = log_find(id, "action=removed");
+	ok(line != NULL, "long values: audit line");
+	contains(line, "openai_user=user-long role=reader", "long values: the OpenAI user and role kept");
+	contains(line, "xxx... uid=xxx", "long values: the long value cut and marked");
+	contains(line, "reason=disabled", "long values: the tail of the line kept");
+	ok(line && strlen(line) < LOG_LINE_MAX + 100, "long values: the line is bounded");
+	free(line);
+	line = log_find(id2, "action=removed");
+	contains(line, "openai_user=user-ctl role=reader", "control bytes: the OpenAI user and role kept");
+	free(line);
+out:
+	free(big);
+	free(ctl);
+	worker_free(w);
+	config_free(cfg);
+}
+
 static void test_already_gone(void)
 {
 	struct config *cfg = mkcfg();
@@ -1073,6 +1122,7 @@ int main(void)
 	}
 
 	test_removed();
+	test_long_values();
 	test_already_gone();
 	test_protected();
 	test_exempt_notmember_dry();

@@ -161,6 +161,59 @@ static int is_space(char c)
 	return c == ' ' || c == '\t';
 }
 
+/* Directory values are UTF-8, so a line in another encoding could never
+ * match; and a control byte would reach terminals and logs through the
+ * error messages that quote the line.  1 if the N bytes at S are valid
+ * UTF-8 (no overlong forms, no surrogates) without control characters but
+ * tab and a final CR; else 0 with *why set. */
+static int mf_text_ok(const char *s, size_t n, const char **why)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = p[i];
+		size_t k;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\t' && !(c == '\r' && i + 1 == n)) || c == 0x7f) {
+				*why = "control character in line";
+				return 0;
+			}
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 2, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 3, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 4, cp = c & 0x07;
+		else
+			goto bad;
+		if (n - i < k)
+			goto bad;
+		for (size_t j = 1; j < k; j++) {
+			if ((p[i + j] & 0xc0) != 0x80)
+				goto bad;
+			cp = (cp << 6) | (p[i + j] & 0x3f);
+		}
+		if ((k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad;
+		if (cp < 0xa0) {   /* C1 controls */
+			*why = "control character in line";
+			return 0;
+		}
+		i += k;
+	}
+	return 1;
+bad:
+	*why = "line is not valid UTF-8";
+	return 0;
+}
+
 /* One line (no newline, no NUL inside).  0 ok, -1 an error was reported. */
 static int mf_line(struct mapfile *m, const char *name, int lineno, char *line,
                    char *err, size_t errlen)
@@ -268,6 +321,7 @@ int mapfile_parse(const char *name, const char *buf, size_t len,
 {
 	struct mapfile *m = NULL;
 	char *line = NULL;
+	const char *why;
 	size_t pos = 0;
 	int lineno = 0, bad = 0;
 
@@ -298,6 +352,9 @@ int mapfile_parse(const char *name, const char *buf, size_t len,
 		} else if (n > MAPFILE_MAX_LINE) {
 			add_err(err, errlen, name, lineno, "line longer than %d bytes", MAPFILE_MAX_LINE);
 			bad = 1;
+		} else if (!mf_text_ok(buf + pos, n, &why)) {
+			add_err(err, errlen, name, lineno, "%s", why);
+			bad = 1;
 		} else {
 			memcpy(line, buf + pos, n);
 			line[n] = '\0';
@@ -326,7 +383,8 @@ int mapfile_load(const char *path, struct mapfile **out, char *err, size_t errle
 	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO there must not hang the host; S_ISREG refuses it */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		add_err(err, errlen, path, 0, "%s", strerror(errno));
 		return -1;

@@ -159,6 +159,9 @@ static void expect_error(const char *text, size_t len, const char *want, const c
 	contains(err, want, "error: %s message", what);
 }
 
+/* literal text, its length from sizeof (the tests hold NUL-free bytes) */
+#define EXPECT_ERROR(text, want, what) expect_error(text, sizeof(text) - 1, want, what)
+
 static void test_errors(void)
 {
 	char *big;
@@ -186,6 +189,53 @@ static void test_errors(void)
 	expect_error(big, n + 8, "bad.map:1: line longer than 8192 bytes", "line over 8 KiB");
 	free(big);
 
+	n = 100 * 1024;
+	big = malloc(n + 64);
+	memcpy(big, "first user-1\n", 13);
+	memset(big + 13, 'b', n);
+	memcpy(big + 13 + n, " user-2\nthird user-3 x\n", 24);
+	expect_error(big, 13 + n + 24, "bad.map:2: line longer than 8192 bytes", "100 KB line");
+	{
+		char e2[2048] = "";
+		struct mapfile *m = NULL;
+		mapfile_parse("bad.map", big, 13 + n + 24, &m, e2, sizeof(e2));
+		contains(e2, "bad.map:3: too many fields", "error: parsing goes on after a 100 KB line");
+		ok(strlen(e2) < 400, "error: the long line is not echoed");
+	}
+	free(big);
+
+	/* encodings and control bytes: refused with the line number, never echoed */
+	EXPECT_ERROR("ok user-1\nj\xfcrgen user-2\n", "bad.map:2: line is not valid UTF-8", "Latin-1 byte");
+	EXPECT_ERROR("a\xc0\xaf user-2\n", "bad.map:1: line is not valid UTF-8", "overlong UTF-8");
+	EXPECT_ERROR("a\xed\xa0\x80 user-2\n", "bad.map:1: line is not valid UTF-8", "UTF-16 surrogate");
+	EXPECT_ERROR("a user-2 \xc3", "bad.map:1: line is not valid UTF-8", "truncated UTF-8 at the end");
+	EXPECT_ERROR("a\x1b[2J user-2\n", "bad.map:1: control character in line", "escape sequence");
+	EXPECT_ERROR("a\rb user-2\n", "bad.map:1: control character in line", "CR inside a line");
+	EXPECT_ERROR("a\xc2\x85 user-2\n", "bad.map:1: control character in line", "C1 control (NEL)");
+	EXPECT_ERROR("a\x7f user-2\n", "bad.map:1: control character in line", "DEL");
+	{
+		char e2[2048] = "";
+		struct mapfile *m = NULL;
+		const char *t = "a\x1b]0;owned\x07 user-1\n\xff\xfe user-2\n";
+		mapfile_parse("bad.map", t, strlen(t), &m, e2, sizeof(e2));
+		ok(!strchr(e2, '\x1b') && !strchr(e2, '\x07') && !strchr(e2, '\xff'),
+		   "error: messages carry none of the line's bytes");
+	}
+	{
+		char e2[512];
+		struct mapfile *m = NULL;
+		const char *t = "# CRLF file\r\nj\xc3\xbcrgen user-1\r\nuid=j\xc3\xbc,dc=x user-2\r\n"
+		                "\xe6\x97\xa5@example.com -\r\n\tindented\tuser-3\r\n\r\n";
+		ok(mapfile_parse("crlf.map", t, strlen(t), &m, e2, sizeof(e2)) == 0, "CRLF file with UTF-8 parses")
+		        ? (void)0 : diag("%s", e2);
+		is_str(mapfile_get(m, "j\xc3\xbcrgen"), "user-1", "CRLF: UTF-8 uid");
+		is_str(mapfile_get(m, "uid=j\xc3\xbc,dc=x"), "user-2", "CRLF: UTF-8 DN");
+		is_str(mapfile_get(m, "\xe6\x97\xa5@example.com"), "-", "CRLF: UTF-8 address, exempt");
+		is_str(mapfile_get(m, "indented"), "user-3", "CRLF: tabs as separators");
+		is_int(mapfile_size(m), 4, "CRLF: four entries, no CR kept");
+		mapfile_free(m);
+	}
+
 	n = 16u * 1024 * 1024 + 1;
 	big = malloc(n);
 	memset(big, '\n', n);
@@ -208,6 +258,14 @@ static void test_errors(void)
 		contains(err, "absent.map: No such file", "load: missing file message");
 		ok(mapfile_load(tmpdir, &m, err, sizeof(err)) == -1, "load: a directory is refused");
 		contains(err, "not a regular file", "load: directory message");
+		snprintf(path, sizeof(path), "%s/fifo.map", tmpdir);
+		if (mkfifo(path, 0600) == 0) {
+			/* no writer ever comes: a blocking open would hang here */
+			ok(mapfile_load(path, &m, err, sizeof(err)) == -1 && m == NULL,
+			   "load: a FIFO is refused without hanging");
+			contains(err, "not a regular file", "load: FIFO message");
+			unlink(path);
+		}
 		snprintf(path, sizeof(path), "%s/ok.map", tmpdir);
 		write_file(path, "x user-1\n");
 		ok(mapfile_load(path, &m, err, sizeof(err)) == 0 && mapfile_size(m) == 1, "load: a file");

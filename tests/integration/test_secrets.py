@@ -207,6 +207,15 @@ def test_scenario():
            "every one of %d requests carried the key (so there was a key to leak)" % len(reqs))
         ok(spool_files(env.spool) and spool_files(env.path("cli-spool")),
            "both spools hold files (lock, breaker state) to search")
+        loose = []
+        for sp in (env.spool, env.path("cli-spool")):
+            for root, dirs, files in os.walk(sp):
+                for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+                    m = os.lstat(n).st_mode & 0o7777
+                    if m & 0o077:
+                        loose.append("%s %04o" % (n, m))
+        is_eq(loose, [], "every spool directory is 0700 and every spool file 0600 (plugin and "
+              "command line)")
         where = leaks(env, key, out, proc_texts)
         is_eq(where, [], "the key is in no output, log_file line, spool file, /proc entry "
               "or slapd's stderr")

@@ -32,6 +32,22 @@ except KeyError:
     skip_all("no %s user (Debian's slapd package creates it)" % USER)
 
 
+def _others_can_enter(d):
+    d = os.path.abspath(d)
+    while True:
+        if not os.stat(d).st_mode & 0o001:
+            return False
+        if d == "/":
+            return True
+        d = os.path.dirname(d)
+
+
+# slapd's user must reach the test's files: a TMPDIR below a private home
+# would make every check here fail for the wrong reason.
+if not _others_can_enter(tempfile.gettempdir()):
+    tempfile.tempdir = "/tmp"
+
+
 def place(path, uid, gid, mode):
     os.chown(path, uid, gid)
     os.chmod(path, mode)

@@ -185,7 +185,7 @@ static void lower(char *s)
 #define SECRET_MAGIC ((size_t)0x5ec12e7a5ec12e7aULL)
 #define SECRET_HDR (2 * sizeof(size_t))
 
-static void wipe(void *p, size_t n)
+void secret_wipe(void *p, size_t n)
 {
 #ifdef HAVE_EXPLICIT_BZERO
 	explicit_bzero(p, n);
@@ -232,10 +232,10 @@ void secret_free(char *s)
 	if (magic != SECRET_MAGIC || total < SECRET_HDR + 1) {
 		/* not ours: a caller bug, but never a crash inside a host; the
 		 * memory is not freed, as its start is unknown; wipe the text */
-		wipe(s, strlen(s));
+		secret_wipe(s, strlen(s));
 		return;
 	}
-	wipe(p, total);
+	secret_wipe(p, total);
 	if (config_secret_free_observer)
 		config_secret_free_observer(p, total);
 	free(p);
@@ -1723,7 +1723,7 @@ int config_read_key(const struct config *cfg, char **key_out, char *err, size_t 
 	}
 	rc = 0;
 out:
-	wipe(buf, sizeof(buf));
+	secret_wipe(buf, sizeof(buf));
 	if (fd >= 0)
 		close(fd);
 	return rc;

@@ -96,6 +96,8 @@ int config_read_key(const struct config *cfg, char **key_out, char *err, size_t 
 /* Duplicate a secret into wiped-on-free memory; free it with secret_free. */
 char *secret_dup(const char *s);
 void secret_free(char *s);
+/* Zero N bytes at P in a way the compiler may not drop (passwords, keys). */
+void secret_wipe(void *p, size_t n);
 
 /* Helpers other modules share. */
 int config_list_contains(char *const *list, const char *s); /* case-insensitive */

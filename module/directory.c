@@ -33,12 +33,6 @@ struct directory_sasl_interact {
 	unsigned len;
 };
 
-static void directory_wipe(void *p, size_t n)
-{
-	volatile unsigned char *v = p;
-	while (n--)
-		*v++ = 0;
-}
 
 static void directory_ld_error(LDAP *ld, int rc, const char *what, char *err, size_t errlen)
 {
@@ -133,7 +127,7 @@ static int directory_read_password(const char *path, char *buf, size_t buflen,
 	rc = 0;
 out:
 	if (rc < 0)
-		directory_wipe(buf, buflen);
+		secret_wipe(buf, buflen);
 	close(fd);
 	return rc;
 }
@@ -212,7 +206,7 @@ int directory_connect(const struct config *cfg, LDAP **out, char *err, size_t er
 	ld = NULL;
 	ret = 0;
 out:
-	directory_wipe(pw, sizeof(pw));
+	secret_wipe(pw, sizeof(pw));
 	if (ld)
 		ldap_unbind_ext_s(ld, NULL, NULL);
 	return ret;

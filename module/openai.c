@@ -54,16 +54,6 @@ struct openai_client {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void wipe(void *p, size_t n)
-{
-#ifdef HAVE_EXPLICIT_BZERO
-	explicit_bzero(p, n);
-#else
-	volatile unsigned char *v = p;
-	while (n--)
-		*v++ = 0;
-#endif
-}
 
 static void res_reset(struct openai_result *res)
 {
@@ -1237,7 +1227,7 @@ static int request(struct openai_client *c, const char *method, const char *url,
 		return fail(res, OPENAI_TRANSIENT, "out of memory");
 	snprintf(auth, alen, "Authorization: Bearer %s", c->key);
 	hdrs = curl_slist_append(hdrs, auth);
-	wipe(auth, alen);
+	secret_wipe(auth, alen);
 	free(auth);
 	h = hdrs ? curl_slist_append(hdrs, "Accept: application/json") : NULL;
 	if (!h) {
@@ -1309,7 +1299,7 @@ static int request(struct openai_client *c, const char *method, const char *url,
 out:
 	for (h = hdrs; h; h = h->next)
 		if (h->data)
-			wipe(h->data, strlen(h->data));
+			secret_wipe(h->data, strlen(h->data));
 	curl_slist_free_all(hdrs);
 	redact(c, res->message);
 	return res->status;

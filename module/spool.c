@@ -1107,13 +1107,7 @@ int spool_put(struct spool *s, const struct job *j, enum spool_state state)
 		        state_dirs[state], err);
 		return -1;
 	}
-	if (unlinkat(s->fd[SPOOL_ACTIVE], j->id, 0) != 0 && errno != ENOENT) {
-		log_msg(LOG_ERR, "event=%s spool: cannot remove active/%s: %s", j->id, j->id,
-		        strerror(errno));
-		return -1;
-	}
-	(void)fsync(s->fd[SPOOL_ACTIVE]);
-	return 0;
+	return spool_done(s, j);
 }
 
 /* ---- operator commands ------------------------------------------------ */
